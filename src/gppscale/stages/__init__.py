@@ -1,0 +1,1 @@
+"""stages — see ARCHITECTURE.md."""
