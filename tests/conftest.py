@@ -1,0 +1,34 @@
+"""Shared fixtures: a tiny hand-made world STAC folder and a local STAC API serving it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gppscale.errors import MissingDependencyError
+from gppscale.io.catalog import find_rustac, serve_catalog
+from gppscale.testing.stac import make_tiny_world_stac
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only tiny world (5 Landsat items, 4 DEM tiles); copy it before changing anything."""
+    return make_tiny_world_stac(tmp_path_factory.mktemp("tiny-world"), n_items=5)
+
+
+@pytest.fixture(scope="session")
+def rustac_exe() -> Path:
+    """The `rustac` executable; skips the test when it is not installed."""
+    try:
+        return find_rustac()
+    except MissingDependencyError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def tiny_stac_url(tiny_world: Path, rustac_exe: Path) -> Iterator[str]:
+    """Root URL of a `rustac serve` API over `tiny_world`, shared by one test module."""
+    with serve_catalog(tiny_world) as url:
+        yield url
