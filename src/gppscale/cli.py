@@ -1,0 +1,271 @@
+"""The ``gppscale`` command line: wiring only; the work lives in the library.
+
+Commands:
+
+* ``gppscale world --preset small|demo|basin --out DIR [--seed N]`` writes a synthetic world.
+* ``gppscale catalog serve DIR [--port P]`` serves a world's STAC collections until Ctrl-C.
+* ``gppscale demo [--preset small|demo] [--out DIR] [--seed N] [--spec FILE]`` makes (or reuses) a
+  world under ``DIR/world``, serves it, and summarises what a run would find in each collection.
+
+Every :class:`~gppscale.errors.GppscaleError` is printed as ``error: <message>`` on stderr with exit
+status 2, without a traceback.
+
+Example:
+    >>> main(["--version"])  # doctest: +SKIP
+    gppscale 0.1.0
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from gppscale import __version__
+from gppscale.errors import GppscaleError, SpecError
+
+if TYPE_CHECKING:
+    from gppscale.config import RunSpec
+    from gppscale.io.search import RoleSummary
+
+__all__ = ["build_parser", "format_summaries", "main"]
+
+ROLES = (
+    "landsat",
+    "dem",
+    "forest_type",
+    "meteorology",
+    "coarse_gpp",
+    "coarse_npp",
+    "reference_gpp",
+    "reference_npp",
+)
+"""The run spec's collection roles, in the order the demo prints them."""
+
+STATIC_ROLES = frozenset({"dem", "forest_type"})
+"""Roles searched without a datetime filter: their dates need not overlap the run's years."""
+
+OPTIONAL_ROLES = frozenset({"reference_gpp", "reference_npp"})
+"""Roles a run can do without (validation against a reference product is skipped)."""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _progress_printer(t0: float) -> Callable[[str], None]:
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - t0:7.1f} s] {message}", flush=True)
+
+    return progress
+
+
+def _cmd_world(args: argparse.Namespace) -> int:
+    from gppscale.world import make_world
+
+    t0 = time.monotonic()
+    world = make_world(args.preset, args.out, seed=args.seed, progress=_progress_printer(t0))
+    print(f"world {args.preset!r} (seed {args.seed}) written to {world} in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt inside the block, so ``with`` clean-ups run on both."""
+
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _cmd_catalog_serve(args: argparse.Namespace) -> int:
+    from gppscale.io.catalog import CatalogServer
+
+    with _sigterm_as_interrupt():
+        try:
+            with CatalogServer(args.dir, port=args.port, startup_timeout_s=args.startup_timeout) as server:
+                print(f"STAC API at {server.url} — Ctrl-C to stop", flush=True)
+                server.wait()  # returns only by raising: CatalogError if the server dies
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+    return 0
+
+
+def world_matches(world_dir: Path, preset: str, seed: int) -> bool:
+    """Whether ``world_dir/world.json`` exists and records this preset and seed."""
+    try:
+        meta = json.loads((world_dir / "world.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("preset") == preset and meta.get("seed") == seed
+
+
+def _resolve_spec_path(spec: Path | None, preset: str) -> Path:
+    path = spec if spec is not None else Path.cwd() / "pipeline" / f"{preset}.yaml"
+    if not path.is_file():
+        raise SpecError(
+            f"run spec {str(path)!r} not found; run from the repository root "
+            f"(it holds pipeline/{preset}.yaml) or pass --spec FILE"
+        )
+    return path
+
+
+def spec_collections(spec: RunSpec) -> dict[str, str]:
+    """Role to collection id for every role of :data:`ROLES` the run spec sets (optional ones may be null)."""
+    found = {role: getattr(spec.collections, role) for role in ROLES}
+    return {role: coll.id for role, coll in found.items() if coll is not None}
+
+
+def _ensure_world(world_dir: Path, preset: str, seed: int) -> None:
+    if world_matches(world_dir, preset, seed):
+        print(f"reusing world {preset!r} (seed {seed}) at {world_dir}")
+        return
+    from gppscale.world import make_world
+
+    print(f"making world {preset!r} (seed {seed}) at {world_dir}")
+    t0 = time.monotonic()
+    make_world(preset, world_dir, seed=seed, progress=_progress_printer(t0))
+    print(f"world written in {time.monotonic() - t0:.1f} s")
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d")
+
+
+def format_summaries(summaries: Sequence[RoleSummary]) -> str:
+    """A plain-text table of :class:`~gppscale.io.search.RoleSummary` rows.
+
+    Example:
+        >>> from gppscale.io.search import RoleSummary
+        >>> print(format_summaries([RoleSummary("dem", "cop-dem-glo-30", 4, None, None, static=True)]))
+        role  collection      items  date range
+        ----  --------------  -----  -----------
+        dem   cop-dem-glo-30      4  - .. - (static)
+    """
+    rows = [
+        (
+            s.role,
+            s.collection,
+            str(s.items),
+            f"{_fmt_time(s.start)} .. {_fmt_time(s.end)}" + (" (static)" * s.static),
+        )
+        for s in summaries
+    ]
+    header = ("role", "collection", "items", "date range")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [header, tuple("-" * w for w in widths), *rows]
+    return "\n".join(
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:<{widths[3]}}".rstrip()
+        for r in lines
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    out: Path = args.out if args.out is not None else Path("out") / args.preset
+    spec_path = _resolve_spec_path(args.spec, args.preset)
+
+    from gppscale.config import load_spec
+    from gppscale.io.catalog import serve_catalog
+    from gppscale.io.search import summarize_search, years_to_datetime
+
+    world_dir, run_dir = (out / "world").resolve(), (out / "run").resolve()
+    _ensure_world(world_dir, args.preset, args.seed)
+    spec = load_spec(spec_path, overrides={"catalog.world": str(world_dir), "output.store": str(run_dir)})
+    collections = spec_collections(spec)
+    west, south, east, north = spec.area.bounds_lonlat()
+    bbox = (float(west), float(south), float(east), float(north))
+    when = years_to_datetime(spec.years)
+    with serve_catalog(world_dir) as url:
+        print(f"serving the world's STAC collections at {url}")
+        summaries = summarize_search(
+            url, collections, bbox, when, STATIC_ROLES, optional_roles=OPTIONAL_ROLES
+        )
+    print()
+    print(format_summaries(summaries))
+    print()
+    print(f"run spec:  {spec_path}")
+    print(f"world:     {world_dir}")
+    print(f"STAC API:  {url} (stopped; serve it again with `gppscale catalog serve {world_dir}`)")
+    print(f"searched:  bbox {list(bbox)}, datetime {when} (static roles without datetime)")
+    print("This is the demo as far as the pipeline goes today: search. Later stages are not wired yet.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gppscale`` command."""
+    parser = argparse.ArgumentParser(
+        prog="gppscale", description="Downscale coarse GPP/NPP products to 30 m over forests."
+    )
+    parser.add_argument("--version", action="version", version=f"gppscale {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    world = commands.add_parser("world", help="write a synthetic world (data, STAC, towers, plots, truth)")
+    world.add_argument("--preset", choices=("small", "demo", "basin"), default="small", help="world size")
+    world.add_argument("--out", type=Path, required=True, help="folder to write the world into")
+    world.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    world.set_defaults(func=_cmd_world)
+
+    catalog = commands.add_parser("catalog", help="STAC catalog tools")
+    catalog_cmds = catalog.add_subparsers(dest="catalog_command", required=True, metavar="COMMAND")
+    serve = catalog_cmds.add_parser("serve", help="serve a world's STAC collections until Ctrl-C")
+    serve.add_argument("dir", type=Path, help="world folder written by `gppscale world`")
+    serve.add_argument("--port", type=int, default=None, help="loopback port (default: a free one)")
+    serve.add_argument(
+        "--startup-timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)"
+    )
+    serve.set_defaults(func=_cmd_catalog_serve)
+
+    demo = commands.add_parser("demo", help="make a world, serve it and summarise what a run would search")
+    demo.add_argument("--preset", choices=("small", "demo"), default="demo", help="world and run spec preset")
+    demo.add_argument("--out", type=Path, default=None, help="output folder (default out/<preset>)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the world (default 0)")
+    demo.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="run spec (default pipeline/<preset>.yaml under the current folder)",
+    )
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gppscale`` command line; return the exit status.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv[1:]``.
+
+    Returns:
+        0 on success, 2 on a usage error or a :class:`~gppscale.errors.GppscaleError` (printed as
+        ``error: <message>`` on stderr), 130 when interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors
+        return e.code if isinstance(e.code, int) else 2
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except GppscaleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The command line: help, version, error reporting and the demo's small pure helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gppscale import __version__, cli
+from gppscale.errors import WorldError
+from gppscale.io.search import RoleSummary
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("world", "catalog", "demo"):
+        assert command in out
+
+
+@pytest.mark.parametrize("argv", [["world", "--help"], ["catalog", "serve", "--help"], ["demo", "--help"]])
+def test_subcommand_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 0
+    assert "usage: gppscale" in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"gppscale {__version__}"
+
+
+@pytest.mark.parametrize("argv", [[], ["world"], ["world", "--out", "x", "--preset", "huge"], ["catalog"]])
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 2
+    assert "usage: gppscale" in capsys.readouterr().err
+
+
+def test_gppscale_error_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fail(args: argparse.Namespace) -> int:
+        raise WorldError(f"preset {args.preset!r} is not known")
+
+    monkeypatch.setattr(cli, "_cmd_world", fail)
+    assert cli.main(["world", "--preset", "basin", "--out", "x"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "error: preset 'basin' is not known\n"
+    assert "Traceback" not in captured.err
+
+
+def test_missing_world_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    assert cli.main(["catalog", "serve", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: world folder ")
+    assert str(missing) in err and "gppscale world --out DIR" in err
+
+
+def test_world_dir_without_stac(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["catalog", "serve", str(tmp_path)]) == 2
+    assert "no 'stac/' subfolder" in capsys.readouterr().err
+
+
+def test_demo_missing_spec_fails_before_making_a_world(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "absent.yaml"
+    assert cli.main(["demo", "--preset", "small", "--out", str(tmp_path / "out"), "--spec", str(spec)]) == 2
+    assert f"run spec {str(spec)!r} not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_default_spec_is_under_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--preset", "small", "--out", str(tmp_path / "out")]) == 2
+    assert str(tmp_path / "pipeline" / "small.yaml") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ({"preset": "small", "seed": 3}, True),
+        ({"preset": "small", "seed": 4}, False),
+        ({"preset": "demo", "seed": 3}, False),
+        (None, False),
+    ],
+)
+def test_world_matches(tmp_path: Path, meta: dict[str, object] | None, expected: bool) -> None:
+    if meta is not None:
+        (tmp_path / "world.json").write_text(json.dumps(meta))
+    assert cli.world_matches(tmp_path, "small", 3) is expected
+
+
+def test_world_matches_ignores_a_broken_file(tmp_path: Path) -> None:
+    (tmp_path / "world.json").write_text("{")
+    assert not cli.world_matches(tmp_path, "small", 0)
+
+
+def test_format_summaries() -> None:
+    t0, t1 = datetime(2020, 1, 15, tzinfo=UTC), datetime(2020, 12, 31, tzinfo=UTC)
+    table = cli.format_summaries(
+        [
+            RoleSummary("landsat", "landsat-c2-l2", 46, t0, t1),
+            RoleSummary("dem", "cop-dem-glo-30", 4, None, None, static=True),
+        ]
+    )
+    assert table.splitlines() == [
+        "role     collection      items  date range",
+        "-------  --------------  -----  ------------------------",
+        "landsat  landsat-c2-l2      46  2020-01-15 .. 2020-12-31",
+        "dem      cop-dem-glo-30      4  - .. - (static)",
+    ]
