@@ -32,3 +32,11 @@ def tiny_stac_url(tiny_world: Path, rustac_exe: Path) -> Iterator[str]:
     """Root URL of a `rustac serve` API over `tiny_world`, shared by one test module."""
     with serve_catalog(tiny_world) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic `small` world (seed 0), made once per session (about 20 s); treat it as read-only."""
+    from gppscale.world import make_world
+
+    return make_world("small", tmp_path_factory.mktemp("small") / "world", seed=0)

@@ -18,6 +18,7 @@ import pytest
 from pystac_client import Client
 from pystac_client.exceptions import APIError
 
+from gppscale import cli
 from gppscale.errors import CatalogError, MissingDependencyError
 from gppscale.io import catalog
 from gppscale.io.catalog import CatalogServer, serve_catalog, world_stac_hrefs
@@ -258,3 +259,22 @@ def test_cli_serve_stops_on_sigterm(tiny_world: Path, rustac_exe: Path) -> None:
     assert proc.returncode == 0, err
     assert "stopped" in out
     assert _port_closed(url)
+
+
+@pytest.mark.slow
+def test_demo_summarises_every_role_of_the_small_world(
+    small_world: Path, rustac_exe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = Path(__file__).resolve().parents[2] / "pipeline" / "small.yaml"
+    (tmp_path / "world").symlink_to(small_world, target_is_directory=True)
+    assert cli.main(["demo", "--preset", "small", "--out", str(tmp_path), "--spec", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "reusing world 'small' (seed 0)" in out
+    rows = {
+        line.split()[0]: line.split()
+        for line in out.splitlines()
+        if line.split()[:1] and line.split()[0] in cli.ROLES
+    }
+    assert sorted(rows) == sorted(cli.ROLES)
+    assert all(int(row[2]) > 0 for row in rows.values())
+    assert "STAC API:  http://127.0.0.1:" in out

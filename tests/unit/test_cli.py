@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -115,3 +116,50 @@ def test_format_summaries() -> None:
         "landsat  landsat-c2-l2      46  2020-01-15 .. 2020-12-31",
         "dem      cop-dem-glo-30      4  - .. - (static)",
     ]
+
+
+class FakeMakeWorld:
+    """Stands in for gppscale.world.make_world: records calls, reports progress, writes world.json."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Path, int]] = []
+
+    def __call__(
+        self, preset: str, out_dir: Path, *, seed: int = 0, progress: Callable[[str], None] | None = None
+    ) -> Path:
+        self.calls.append((preset, out_dir, seed))
+        if progress is not None:
+            progress("step one")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "world.json").write_text(json.dumps({"preset": preset, "seed": seed}))
+        return out_dir
+
+
+@pytest.fixture
+def fake_make_world(monkeypatch: pytest.MonkeyPatch) -> FakeMakeWorld:
+    fake = FakeMakeWorld()
+    monkeypatch.setattr("gppscale.world.make_world", fake)
+    return fake
+
+
+def test_world_command_prints_progress_and_elapsed_time(
+    fake_make_world: FakeMakeWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["world", "--preset", "demo", "--out", str(tmp_path / "w"), "--seed", "7"]) == 0
+    assert fake_make_world.calls == [("demo", tmp_path / "w", 7)]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[") and lines[0].endswith("s] step one")
+    assert lines[1].startswith(f"world 'demo' (seed 7) written to {tmp_path / 'w'} in ")
+
+
+@pytest.mark.parametrize(
+    ("existing", "remade"),
+    [(None, True), ({"preset": "small", "seed": 1}, True), ({"preset": "small", "seed": 0}, False)],
+)
+def test_ensure_world_remakes_only_another_world(
+    fake_make_world: FakeMakeWorld, tmp_path: Path, existing: dict[str, object] | None, remade: bool
+) -> None:
+    if existing is not None:
+        (tmp_path / "world.json").write_text(json.dumps(existing))
+    cli._ensure_world(tmp_path, "small", 0)
+    assert fake_make_world.calls == ([("small", tmp_path, 0)] if remade else [])
