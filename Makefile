@@ -2,8 +2,6 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-# A CPU build of PyTorch; a looser spec can pull a multi-GB CUDA build. Override for GPU machines.
-TORCH_SPEC ?= torch==2.13.0
 PRESET ?= demo
 OUT    ?= out/$(PRESET)
 

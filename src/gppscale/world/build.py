@@ -22,7 +22,7 @@ from pyproj import Transformer
 from gppscale.errors import WorldError
 from gppscale.world import layout
 from gppscale.world.climate import Climate, glass_windows, quarter_day_overlap, terrain_radiation_factor
-from gppscale.world.coarse import CoarseOperator, encode_uint16
+from gppscale.world.coarse import CoarseOperator
 from gppscale.world.fields import FourierField, seeded_rng
 from gppscale.world.grids import (
     Grid,
@@ -32,8 +32,8 @@ from gppscale.world.grids import (
     snapped_utm_grid,
     utm_epsg_for_lonlat,
 )
-from gppscale.world.landscape import Landscape, Points, slope_aspect
 from gppscale.world.landsat import scene_schedule
+from gppscale.world.landscape import Landscape, Points, slope_aspect
 from gppscale.world.presets import WorldPreset, resolve_preset
 from gppscale.world.products import ProductWriter
 from gppscale.world.sites import choose_plots, choose_towers, window_mean_3x3
@@ -101,7 +101,10 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
     epsg = utm_epsg_for_lonlat(lon_c, lat_c)
     inner = snapped_utm_grid(pr.bbox_lonlat, 30.0, epsg)
     grid = inner.pad(pr.pad_px)
-    say(f"world {pr.name!r} seed {seed}: {inner.width}x{inner.height} px area ({grid.width}x{grid.height} simulated)")
+    say(
+        f"world {pr.name!r} seed {seed}: {inner.width}x{inner.height} px area "
+        f"({grid.width}x{grid.height} simulated)"
+    )
 
     land = Landscape(seed)
     pts = Points(grid.xs, grid.ys, grid=True)
@@ -119,7 +122,8 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
     met_z = land.regional_elevation(met_pts)
     met_lat = np.broadcast_to(met_grid.ys[:, None], met_grid.shape)
 
-    writer = ProductWriter(root, final, grid, epsg, seed)
+    h, v = modis_tile_of_lonlat(lon_c, lat_c)
+    writer = ProductWriter(root, final, grid, epsg, seed, f"h{h:02d}v{v:02d}")
     writer.static_products(land, canopy, grid, say)
     towers = choose_towers(canopy, grid, inner, pr.n_towers, seed)
     plots = choose_plots(canopy, grid, inner, pr.n_plots, seed)
@@ -165,9 +169,11 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
                 acc.clean_n[q] += 1
             for q in range(4):
                 if overlap[q, wi] and (wi + 1 == len(starts) or not overlap[q, wi + 1]):
-                    clean_q = acc.clean[q] / max(acc.clean_n[q], 1)
+                    clean_q = (acc.clean[q] / max(acc.clean_n[q], 1)).astype(np.float32)
                     truth.write_quarter(year, q + 1, acc.gpp[q], acc.npp[q], clean_q)
-                    writer.reference_quarter(year, q + 1, acc.gpp[q], acc.npp[q], canopy, grid.window_of(inner))
+                    writer.reference_quarter(
+                        year, q + 1, acc.gpp[q], acc.npp[q], canopy, grid.window_of(inner)
+                    )
                     acc.clean[q] = np.zeros(0, np.float32)
             if wi % 8 == 0:
                 say(f"  {year} window {wi + 1}/{len(starts)} ({time.perf_counter() - t0:.0f} s)")
@@ -178,7 +184,6 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
     writer.plots(plots, plot_npp)
     writer.finish_collections()
     truth.finish()
-    h, v = modis_tile_of_lonlat(lon_c, lat_c)
     manifest: dict[str, Any] = {
         "gppscale_world": 1,
         "preset": pr.name,

@@ -63,11 +63,12 @@ def quarter_day_overlap(
     w1 = w0 + n_days.astype("timedelta64[D]")
     lo = np.maximum(w0[None, :], q_edges[:-1, None])
     hi = np.minimum(w1[None, :], q_edges[1:, None])
-    return np.maximum((hi - lo).astype(np.int64), 0)
+    days: npt.NDArray[np.int64] = np.maximum((hi - lo).astype(np.int64), 0)
+    return days
 
 
 def _solar_declination(doy: float) -> float:
-    return 0.409 * np.sin(2.0 * np.pi * doy / 365.0 - 1.39)
+    return float(0.409 * np.sin(2.0 * np.pi * doy / 365.0 - 1.39))
 
 
 def toa_daily_mean_wm2(doy: float, lat_deg: F64 | float) -> F64:
@@ -89,7 +90,8 @@ def terrain_radiation_factor(doy: float, lat_deg: float, slope: F64, aspect: F64
     sin_z = np.sqrt(1.0 - cos_z**2)
     sun_az = np.pi  # solar noon, northern hemisphere
     cos_i = cos_z * np.cos(slope) + sin_z * np.sin(slope) * np.cos(sun_az - aspect)
-    return (1.0 - direct) * (1.0 + np.cos(slope)) / 2.0 + direct * np.maximum(cos_i, 0.0) / cos_z
+    factor: F64 = (1.0 - direct) * (1.0 + np.cos(slope)) / 2.0 + direct * np.maximum(cos_i, 0.0) / cos_z
+    return factor
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ class Climate:
         """Daily mean temperature (degC) at elevation ``z`` (m)."""
         wx = self.weather[year]
         seasonal = 16.5 * np.cos(2.0 * np.pi * (wx.mid_doy[w] - 200.0) / 365.25)
-        return 12.0 + LAPSE_K_PER_M * z + seasonal + wx.dtemp[w]
+        t: F64 = 12.0 + LAPSE_K_PER_M * z + seasonal + wx.dtemp[w]
+        return t
 
     def srad(self, year: int, w: int, lat_deg: F64 | float) -> F64:
         """Daily mean shortwave down on a horizontal surface, W m-2."""

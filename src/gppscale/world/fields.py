@@ -31,7 +31,9 @@ def seeded_rng(seed: int, *stream: int | str) -> np.random.Generator:
     """
     keys = [seed]
     for s in stream:
-        keys.append(s if isinstance(s, int) else int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest()))
+        keys.append(
+            s if isinstance(s, int) else int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest())
+        )
     return np.random.default_rng(np.random.SeedSequence(keys))
 
 

@@ -91,12 +91,12 @@ class Grid:
     @cached_property
     def xs(self) -> npt.NDArray[np.float64]:
         """Column-centre x coordinates."""
-        return self.x0 + (np.arange(self.width) + 0.5) * self.res_x
+        return np.float64(self.x0) + (np.arange(self.width) + 0.5) * self.res_x
 
     @cached_property
     def ys(self) -> npt.NDArray[np.float64]:
         """Row-centre y coordinates (decreasing)."""
-        return self.y0 - (np.arange(self.height) + 0.5) * self.res_y
+        return np.float64(self.y0) - (np.arange(self.height) + 0.5) * self.res_y
 
     def pad(self, n: int) -> Grid:
         """The grid grown by ``n`` pixels on every side."""
@@ -147,7 +147,7 @@ def utm_epsg_for_lonlat(lon: float, lat: float) -> int:
 
     Zone exceptions of Norway and Svalbard are ignored: the world never sits there.
     """
-    zone = min(int(math.floor((lon + 180.0) / 6.0)) + 1, 60)
+    zone = min(math.floor((lon + 180.0) / 6.0) + 1, 60)
     return (32600 if lat >= 0 else 32700) + zone
 
 

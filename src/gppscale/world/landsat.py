@@ -184,7 +184,9 @@ def simulate_scene(
     inside = footprint(grid, acq)
     water = canopy.code == 210
     # Snow on the ground where it is cold after snowfall; under evergreen crowns it is partly hidden.
-    on_ground = snow_event * np.clip((-tmean + 1.0) / 4.0, 0.0, 1.0) * np.clip(0.7 + 0.3 * field("snow", 2000), 0, 1)
+    on_ground = (
+        snow_event * np.clip((-tmean + 1.0) / 4.0, 0.0, 1.0) * np.clip(0.7 + 0.3 * field("snow", 2000), 0, 1)
+    )
     visible = (on_ground * (1.0 - 0.7 * canopy.evergreen * (1.0 - np.exp(-0.5 * canopy.lai_peak)))).astype(
         np.float32
     )
@@ -214,13 +216,25 @@ def simulate_scene(
     snow = (visible > 0.4) & ~cloud
 
     rho = np.where(shadow[None], rho * 0.3 + 0.004, rho)
-    rho = np.where(cirrus[None], rho + np.array([0.03, 0.03, 0.03, 0.03, 0.03, 0.02, 0.01], np.float32)[:, None, None], rho)
+    rho = np.where(
+        cirrus[None],
+        rho + np.array([0.03, 0.03, 0.03, 0.03, 0.03, 0.02, 0.01], np.float32)[:, None, None],
+        rho,
+    )
     rho = (1.0 - alpha) * rho + alpha * _CLOUD[:, None, None].astype(np.float32)
 
     dn = np.clip(np.round((rho - SR_OFFSET) / SR_SCALE), 1, 65535).astype(np.uint16)
     fill = ~inside
     dn[:, fill] = 0
-    masks = SceneMasks(fill, cloud & inside, dilated & inside, cirrus & inside, shadow & inside, snow & inside, water & inside)
+    masks = SceneMasks(
+        fill,
+        cloud & inside,
+        dilated & inside,
+        cirrus & inside,
+        shadow & inside,
+        snow & inside,
+        water & inside,
+    )
     cover = 100.0 * float(cloud[inside].mean()) if inside.any() else 100.0
     return dn, qa_pixel(masks), masks, round(cover, 2)
 
@@ -229,10 +243,10 @@ def qa_pixel(m: SceneMasks) -> npt.NDArray[np.uint16]:
     """Encode masks into QA_PIXEL the way USGS does (fill pixels carry only bit 0)."""
 
     def bit(mask: Bool, pos: int) -> npt.NDArray[np.uint32]:
-        return mask.astype(np.uint32) << pos
+        return mask.astype(np.uint32) << np.uint32(pos)
 
     def conf(mask: Bool, pos: int) -> npt.NDArray[np.uint32]:
-        return np.where(mask, 3, 1).astype(np.uint32) << pos
+        return np.where(mask, 3, 1).astype(np.uint32) << np.uint32(pos)
 
     clear = ~(m.cloud | m.dilated)
     qa = (

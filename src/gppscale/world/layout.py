@@ -68,6 +68,8 @@ def read_manifest(world_dir: Path) -> dict[str, Any]:
     """Read a world's manifest, with a clear error when the folder is not a world."""
     path = Path(world_dir) / WORLD_JSON
     if not path.is_file():
-        raise WorldError(f"{world_dir} is not a gppscale world ({WORLD_JSON} missing); run `gppscale world --out DIR`")
+        raise WorldError(
+            f"{world_dir} is not a gppscale world ({WORLD_JSON} missing); run `gppscale world --out DIR`"
+        )
     data: dict[str, Any] = json.loads(path.read_text())
     return data

@@ -29,7 +29,9 @@ from gppscale.world.landsat import (
 from gppscale.world.landscape import Landscape, Points
 from gppscale.world.sites import SiteSet
 from gppscale.world.stac import collection, footprint_geometry, item, proj_properties, raster_asset
-from gppscale.world.towers import TowerSite, WindowForcing, simulate_tower, sites_geojson, write_tower_csv
+from gppscale.world.towers import (
+    TowerSite,
+    tower_csv_name, WindowForcing, simulate_tower, sites_geojson, write_tower_csv
 from gppscale.world.truth import Canopy
 from gppscale.world.writers import write_cog, write_json, write_ndjson
 
@@ -74,8 +76,9 @@ def _iso(day: np.datetime64, end_of_day: bool = False) -> str:
 class ProductWriter:
     """Writes products under ``root`` with hrefs pointing at ``final`` (where the world will live)."""
 
-    def __init__(self, root: Path, final: Path, grid: Grid, epsg: int, seed: int) -> None:
+    def __init__(self, root: Path, final: Path, grid: Grid, epsg: int, seed: int, modis_tile: str) -> None:
         self.root, self.final, self.grid, self.epsg, self.seed = root, final, grid, epsg, seed
+        self.modis_tile = modis_tile
         self.items: dict[str, list[dict[str, Any]]] = {cid: [] for cid in C.values()}
         self._cloud: list[float] = []
 
@@ -86,7 +89,9 @@ class ProductWriter:
         return self.root / rel
 
     # --- static layers --------------------------------------------------------------------------
-    def static_products(self, land: Landscape, canopy: Canopy, grid: Grid, say: Callable[[str], None]) -> None:
+    def static_products(
+        self, land: Landscape, canopy: Canopy, grid: Grid, say: Callable[[str], None]
+    ) -> None:
         """DEM in EPSG:4326 1-degree tiles and GLC_FCS30 land cover in 5-degree tiles."""
         bbox = grid.bounds_lonlat()
         to_utm = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
@@ -118,7 +123,10 @@ class ProductWriter:
             geom, box = footprint_geometry(g)
             classes = [{"value": v, "name": n.replace(" ", "-"), "description": n} for v, n in GLC_CLASSES]
             asset = raster_asset(
-                self._href(rel), "GLC_FCS30D land cover", "uint8", nodata=0,
+                self._href(rel),
+                "GLC_FCS30D land cover",
+                "uint8",
+                nodata=0,
                 extra={"classification:classes": [*classes, {"value": 250, "name": "fill", "nodata": True}]},
             )
             self.items[C["forest_type"]].append(
@@ -138,8 +146,15 @@ class ProductWriter:
 
     # --- coarse GPP/NPP ----------------------------------------------------------------------------
     def coarse_window(
-        self, year: int, wi: int, start: np.datetime64, n_days: int, gpp: F32, npp: F32,
-        op: CoarseOperator, water_frac: F32,
+        self,
+        year: int,
+        wi: int,
+        start: np.datetime64,
+        n_days: int,
+        gpp: F32,
+        npp: F32,
+        op: CoarseOperator,
+        water_frac: F32,
     ) -> None:
         """GLASS-like 8-day GPP and NPP: area mean of truth, a smooth bias and 6 % cell noise, uint16."""
         doy = int((start - np.datetime64(f"{year}-01-01", "D")).astype(int)) + 1
@@ -147,22 +162,32 @@ class ProductWriter:
         g = op.coarse
         for product, fine, cid in (("GPP", gpp, C["coarse_gpp"]), ("NPP", npp, C["coarse_npp"])):
             rng = seeded_rng(self.seed, "coarse", product, year, wi)
-            bias = 0.97 * (1.0 + 0.04 * FourierField.make(seeded_rng(self.seed, "bias", product), 3000.0, 32).on_grid(
-                g.xs / 463.3 * 463.3, g.ys
-            ))
-            value = op.apply(fine) * bias * (1.0 + 0.06 * rng.standard_normal(g.shape))
-            value = np.where(water_frac > 0.5, np.nan, np.maximum(value, 0.0)).astype(np.float32)
-            name = f"GLASS_{product}_A{year}{doy:03d}_h26v04"
+            bias_field = FourierField.make(seeded_rng(self.seed, "bias", product), 3000.0, 32)
+            bias = 0.97 * (1.0 + 0.04 * bias_field.on_grid(g.xs, g.ys))
+            noisy = op.apply(fine) * bias * (1.0 + 0.06 * rng.standard_normal(g.shape))
+            value: F32 = np.where(water_frac > 0.5, np.nan, np.maximum(noisy, 0.0)).astype(np.float32)
+            name = f"GLASS_{product}_A{year}{doy:03d}_{self.modis_tile}"
             rel = f"{layout.DATA_DIR}/{cid}/{name}.tif"
             write_cog(self._path(rel), encode_uint16(value, COARSE_SCALE, COARSE_NODATA), g, COARSE_NODATA)
             geom, box = footprint_geometry(g)
             asset = raster_asset(
-                self._href(rel), f"{product}, mean daily rate over the window", "uint16",
-                nodata=COARSE_NODATA, scale=COARSE_SCALE, offset=0.0, unit="gC m-2 d-1",
+                self._href(rel),
+                f"{product}, mean daily rate over the window",
+                "uint16",
+                nodata=COARSE_NODATA,
+                scale=COARSE_SCALE,
+                offset=0.0,
+                unit="gC m-2 d-1",
             )
             self.items[cid].append(
                 item(
-                    name, cid, geom, box, datetime=_iso(start), start=_iso(start), end=_iso(end, True),
+                    name,
+                    cid,
+                    geom,
+                    box,
+                    datetime=_iso(start),
+                    start=_iso(start),
+                    end=_iso(end, True),
                     properties={"gppscale:variable": product.lower(), **proj_properties(g, None)},
                     assets={"data": asset},
                 )
@@ -185,8 +210,15 @@ class ProductWriter:
         end = start + np.timedelta64(n_days - 1, "D")
         self.items[C["meteorology"]].append(
             item(
-                name, C["meteorology"], geom, box, datetime=_iso(start), start=_iso(start),
-                end=_iso(end, True), properties=proj_properties(g, 4326), assets=assets,
+                name,
+                C["meteorology"],
+                geom,
+                box,
+                datetime=_iso(start),
+                start=_iso(start),
+                end=_iso(end, True),
+                properties=proj_properties(g, 4326),
+                assets=assets,
             )
         )
 
@@ -205,16 +237,31 @@ class ProductWriter:
             rel = f"{base}_{LANDSAT_FILE[band]}.TIF"
             write_cog(self._path(rel), dn[k], self.grid, 0)
             assets[band] = raster_asset(
-                self._href(rel), f"Surface reflectance {band}", "uint16", nodata=0, scale=SR_SCALE,
-                offset=SR_OFFSET, roles=("data", "reflectance"),
-                extra={"eo:bands": [{"name": LANDSAT_FILE[band], "common_name": band.rstrip("0123456789")
-                                     if band != "coastal" else "coastal",
-                                     "center_wavelength": CENTER_WAVELENGTH_UM[k]}]},
+                self._href(rel),
+                f"Surface reflectance {band}",
+                "uint16",
+                nodata=0,
+                scale=SR_SCALE,
+                offset=SR_OFFSET,
+                roles=("data", "reflectance"),
+                extra={
+                    "eo:bands": [
+                        {
+                            "name": LANDSAT_FILE[band],
+                            "common_name": band.rstrip("0123456789") if band != "coastal" else "coastal",
+                            "center_wavelength": CENTER_WAVELENGTH_UM[k],
+                        }
+                    ]
+                },
             )
         rel = f"{base}_QA_PIXEL.TIF"
         write_cog(self._path(rel), qa, self.grid, 1)
         assets["qa_pixel"] = raster_asset(
-            self._href(rel), "Pixel quality assessment band", "uint16", nodata=1, unit="bit index",
+            self._href(rel),
+            "Pixel quality assessment band",
+            "uint16",
+            nodata=1,
+            unit="bit index",
             roles=("cloud", "cloud-shadow", "snow-ice", "water-mask"),
             extra={"classification:bitfields": _qa_bitfields()},
         )
@@ -234,8 +281,14 @@ class ProductWriter:
         }
         self.items[C["landsat"]].append(
             item(
-                sc.item_id, C["landsat"], geom, box, datetime=f"{sc.date}T02:53:00Z", properties=props,
-                assets=assets, extensions=("proj", "raster", "eo", "view", "classification"),
+                sc.item_id,
+                C["landsat"],
+                geom,
+                box,
+                datetime=f"{sc.date}T02:53:00Z",
+                properties=props,
+                assets=assets,
+                extensions=("proj", "raster", "eo", "view", "classification"),
             )
         )
         return clean_reflectance(canopy, sc.doy)
@@ -262,15 +315,30 @@ class ProductWriter:
             geom, box = footprint_geometry(self.grid)
             self.items[cid].append(
                 item(
-                    name, cid, geom, box, datetime=None, start=f"{year}-{starts[quarter]}T00:00:00Z",
-                    end=f"{year}-{ends[quarter]}T23:59:59Z", properties=proj_properties(self.grid, self.epsg),
-                    assets={"data": raster_asset(self._href(rel), f"reference {product.upper()}", "float32",
-                                                 nodata="nan", unit="gC m-2 quarter-1")},  # type: ignore[arg-type]
+                    name,
+                    cid,
+                    geom,
+                    box,
+                    datetime=None,
+                    start=f"{year}-{starts[quarter]}T00:00:00Z",
+                    end=f"{year}-{ends[quarter]}T23:59:59Z",
+                    properties=proj_properties(self.grid, self.epsg),
+                    assets={
+                        "data": raster_asset(
+                            self._href(rel),
+                            f"reference {product.upper()}",
+                            "float32",
+                            nodata="nan",
+                            unit="gC m-2 quarter-1",
+                        )
+                    },
                 )
             )
 
     # --- towers and plots --------------------------------------------------------------------------
-    def towers(self, ts: SiteSet, forcing: list[dict[str, list[float]]], year: int, say: Callable[[str], None]) -> None:
+    def towers(
+        self, ts: SiteSet, forcing: list[dict[str, list[float]]], year: int, say: Callable[[str], None]
+    ) -> None:
         """FLUXNET2015-style CSVs, the sites GeoJSON and the towers' true quarterly GPP."""
         from gppscale.world.climate import glass_windows
 
@@ -280,10 +348,12 @@ class ProductWriter:
         for k, ((lon, lat), ftype) in enumerate(zip(ts.lonlat, ts.types, strict=True)):
             site = TowerSite(f"CN-Lu{k + 1}", lon, lat, ftype, 8.0)
             wf = WindowForcing(
-                start=starts, n_days=n_days, **{v: np.asarray(forcing[k][v]) for v in ("gpp", "tmean", "srad", "vpd")}
+                start=starts,
+                n_days=n_days,
+                **{v: np.asarray(forcing[k][v]) for v in ("gpp", "tmean", "srad", "vpd")},
             )
             rec = simulate_tower(site, wf, year, seeded_rng(self.seed, "tower", site.site_id))
-            write_tower_csv(rec, self._path(f"{layout.TOWERS_DIR}/{site.site_id}.csv"))
+            write_tower_csv(rec, self._path(f"{layout.TOWERS_DIR}/{tower_csv_name(site)}"))
             sites.append(site)
             truth[site.site_id] = {
                 "year": year,
@@ -301,30 +371,73 @@ class ProductWriter:
         for year, values in sorted(npp_by_year.items()):
             for k, ((lon, lat), ftype, v) in enumerate(zip(ps.lonlat, ps.types, values, strict=True)):
                 obs = max(v * (1.0 + 0.12 * rng.standard_normal()), 0.0)
-                feats.append({
-                    "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": [lon, lat]},
-                    "properties": {"plot_id": f"P{k + 1:03d}", "forest_type": ftype, "year": year,
-                                   "npp_gc_m2_yr": round(obs, 2)},
-                })
+                feats.append(
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                        "properties": {
+                            "plot_id": f"P{k + 1:03d}",
+                            "forest_type": ftype,
+                            "year": year,
+                            "npp_gc_m2_yr": round(obs, 2),
+                        },
+                    }
+                )
         write_json(self._path(layout.PLOTS), {"type": "FeatureCollection", "features": feats})
 
     # --- collections -------------------------------------------------------------------------------
     def finish_collections(self) -> None:
         """Write every collection.json and items.ndjson."""
         meta = {
-            C["landsat"]: ("Landsat Collection 2 Level-2 (synthetic)", "Surface reflectance and QA_PIXEL.", ("proj", "raster", "eo", "view", "classification")),
-            C["dem"]: ("Copernicus DEM GLO-30 (synthetic)", "Elevation, EPSG:4326, 1-degree tiles.", ("proj", "raster")),
-            C["forest_type"]: ("GLC_FCS30D land cover (synthetic)", "GLC_FCS30 codes; tens digit 5 EBF, 6 DBF, 7 ENF, 8 DNF, 9 MF.", ("proj", "raster", "classification")),
-            C["meteorology"]: ("8-day meteorology (synthetic)", "tmean degC, prcp mm d-1, srad W m-2, vpd hPa; 0.01 degree.", ("proj", "raster")),
-            C["coarse_gpp"]: ("GLASS-like GPP (synthetic)", "8-day mean daily GPP, gC m-2 d-1, scale 0.01, MODIS sinusoidal 463 m.", ("proj", "raster")),
-            C["coarse_npp"]: ("GLASS-like NPP (synthetic)", "8-day mean daily NPP, gC m-2 d-1, scale 0.01, MODIS sinusoidal 463 m.", ("proj", "raster")),
-            C["reference_gpp"]: ("Reference 30 m GPP (synthetic)", "Quarterly GPP, gC m-2 quarter-1 (truth plus error, R2 about 0.7).", ("proj", "raster")),
-            C["reference_npp"]: ("Reference 30 m NPP (synthetic)", "Quarterly NPP, gC m-2 quarter-1 (truth plus error, R2 about 0.7).", ("proj", "raster")),
+            C["landsat"]: (
+                "Landsat Collection 2 Level-2 (synthetic)",
+                "Surface reflectance and QA_PIXEL.",
+                ("proj", "raster", "eo", "view", "classification"),
+            ),
+            C["dem"]: (
+                "Copernicus DEM GLO-30 (synthetic)",
+                "Elevation, EPSG:4326, 1-degree tiles.",
+                ("proj", "raster"),
+            ),
+            C["forest_type"]: (
+                "GLC_FCS30D land cover (synthetic)",
+                "GLC_FCS30 codes; tens digit 5 EBF, 6 DBF, 7 ENF, 8 DNF, 9 MF.",
+                ("proj", "raster", "classification"),
+            ),
+            C["meteorology"]: (
+                "8-day meteorology (synthetic)",
+                "tmean degC, prcp mm d-1, srad W m-2, vpd hPa; 0.01 degree.",
+                ("proj", "raster"),
+            ),
+            C["coarse_gpp"]: (
+                "GLASS-like GPP (synthetic)",
+                "8-day mean daily GPP, gC m-2 d-1, scale 0.01, MODIS sinusoidal 463 m.",
+                ("proj", "raster"),
+            ),
+            C["coarse_npp"]: (
+                "GLASS-like NPP (synthetic)",
+                "8-day mean daily NPP, gC m-2 d-1, scale 0.01, MODIS sinusoidal 463 m.",
+                ("proj", "raster"),
+            ),
+            C["reference_gpp"]: (
+                "Reference 30 m GPP (synthetic)",
+                "Quarterly GPP, gC m-2 quarter-1 (truth plus error, R2 about 0.7).",
+                ("proj", "raster"),
+            ),
+            C["reference_npp"]: (
+                "Reference 30 m NPP (synthetic)",
+                "Quarterly NPP, gC m-2 quarter-1 (truth plus error, R2 about 0.7).",
+                ("proj", "raster"),
+            ),
         }
         for cid, items in self.items.items():
             title, desc, exts = meta[cid]
-            items.sort(key=lambda it: (it["properties"].get("datetime") or it["properties"]["start_datetime"], it["id"]))
+            items.sort(
+                key=lambda it: (
+                    it["properties"].get("datetime") or it["properties"]["start_datetime"],
+                    it["id"],
+                )
+            )
             col = collection(cid, title, desc, items, extensions=exts)
             write_json(self._path(f"{layout.STAC_DIR}/{cid}/collection.json"), col)
             write_ndjson(self._path(f"{layout.STAC_DIR}/{cid}/items.ndjson"), items)
@@ -367,17 +480,32 @@ def _scene_polygon(grid: Grid, sc: Scene) -> Polygon:
 
 def _qa_bitfields() -> list[dict[str, Any]]:
     def flag(name: str, offset: int) -> dict[str, Any]:
-        return {"name": name, "offset": offset, "length": 1,
-                "classes": [{"name": f"not_{name}", "value": 0}, {"name": name, "value": 1}]}
+        return {
+            "name": name,
+            "offset": offset,
+            "length": 1,
+            "classes": [{"name": f"not_{name}", "value": 0}, {"name": name, "value": 1}],
+        }
 
     def conf(name: str, offset: int) -> dict[str, Any]:
-        return {"name": name, "offset": offset, "length": 2,
-                "classes": [{"name": n, "value": v} for v, n in enumerate(("not_set", "low", "medium", "high"))]}
+        return {
+            "name": name,
+            "offset": offset,
+            "length": 2,
+            "classes": [{"name": n, "value": v} for v, n in enumerate(("not_set", "low", "medium", "high"))],
+        }
 
     return [
-        flag("fill", QA.FILL), flag("dilated_cloud", QA.DILATED_CLOUD), flag("cirrus", QA.CIRRUS),
-        flag("cloud", QA.CLOUD), flag("cloud_shadow", QA.SHADOW), flag("snow", QA.SNOW),
-        flag("clear", QA.CLEAR), flag("water", QA.WATER),
-        conf("cloud_confidence", QA.CLOUD_CONF), conf("cloud_shadow_confidence", QA.SHADOW_CONF),
-        conf("snow_ice_confidence", QA.SNOW_CONF), conf("cirrus_confidence", QA.CIRRUS_CONF),
+        flag("fill", QA.FILL),
+        flag("dilated_cloud", QA.DILATED_CLOUD),
+        flag("cirrus", QA.CIRRUS),
+        flag("cloud", QA.CLOUD),
+        flag("cloud_shadow", QA.SHADOW),
+        flag("snow", QA.SNOW),
+        flag("clear", QA.CLEAR),
+        flag("water", QA.WATER),
+        conf("cloud_confidence", QA.CLOUD_CONF),
+        conf("cloud_shadow_confidence", QA.SHADOW_CONF),
+        conf("snow_ice_confidence", QA.SNOW_CONF),
+        conf("cirrus_confidence", QA.CIRRUS_CONF),
     ]

@@ -76,7 +76,7 @@ def choose_plots(canopy: Canopy, grid: Grid, inner: Grid, n: int, seed: int) -> 
     """Field plots at random homogeneous forest pixels of the area."""
     rng = seeded_rng(seed, "plots")
     cand = np.argwhere(_homogeneous_forest(canopy, grid, inner, margin=3))
-    pick = rng.choice(len(cand), size=min(n, len(cand)), replace=False) if len(cand) else []
+    pick = rng.choice(len(cand), size=min(n, len(cand)), replace=False) if len(cand) else np.zeros(0, int)
     pixels = sorted((int(cand[i][0]), int(cand[i][1])) for i in pick)
     types = [forest_type_name(int(canopy.code[r, c])) for r, c in pixels]
     return SiteSet(pixels, types, _lonlat(grid, pixels))

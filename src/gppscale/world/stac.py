@@ -72,7 +72,7 @@ def raster_asset(
     title: str,
     data_type: str,
     *,
-    nodata: float | None = None,
+    nodata: float | str | None = None,
     scale: float | None = None,
     offset: float | None = None,
     unit: str | None = None,

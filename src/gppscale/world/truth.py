@@ -80,7 +80,8 @@ class Canopy:
         fall = 1.0 / (1.0 + np.exp(-(doy - self.eos) / 8.0))
         season = np.clip(rise - fall, 0.0, 1.0)
         shape = self.evergreen * (0.75 + 0.25 * season) + (1.0 - self.evergreen) * (0.05 + 0.95 * season)
-        return (self.lai_peak * shape).astype(np.float32)
+        lai: F32 = (self.lai_peak * shape).astype(np.float32)
+        return lai
 
 
 def _known(code: int) -> bool:
@@ -97,7 +98,8 @@ def _evergreen(kind: str) -> float:
 
 def fpar_of_lai(lai: F32) -> F32:
     """Fraction of absorbed PAR of a canopy with leaf area index ``lai``."""
-    return (0.95 * (1.0 - np.exp(-0.5 * lai))).astype(np.float32)
+    fpar: F32 = (0.95 * (1.0 - np.exp(-0.5 * lai))).astype(np.float32)
+    return fpar
 
 
 def gpp_rate(canopy: Canopy, doy: float, tmean: F64, srad: F64, vpd: F64) -> F32:
@@ -117,7 +119,7 @@ def gpp_rate(canopy: Canopy, doy: float, tmean: F64, srad: F64, vpd: F64) -> F32
 
 
 def window_weather(
-    climate: Climate, year: int, w: int, canopy: Canopy, lat_deg: float, terrain: F64
+    climate: Climate, year: int, w: int, canopy: Canopy, lat_deg: F64, terrain: F64
 ) -> tuple[F64, F64, F64]:
     """30 m ``tmean`` (degC), ``srad`` (W m-2, with the terrain factor) and ``vpd`` (hPa) of a window."""
     tmean = climate.tmean(year, w, canopy.z.astype(np.float64))

@@ -51,7 +51,7 @@ class TruthStore:
         dims = ("time", "y", "x")
 
         def empty(units: str, long_name: str) -> xr.DataArray:
-            data = da.full(shape, np.nan, dtype=np.float32, chunks=chunks)
+            data = da.full(shape, np.nan, dtype=np.float32, chunks=chunks)  # type: ignore[no-untyped-call]
             attrs = {"units": units, "long_name": long_name, "grid_mapping": "spatial_ref"}
             return xr.DataArray(data, dims=dims, attrs=attrs)
 
@@ -65,7 +65,9 @@ class TruthStore:
             canopy.code, dims=("y", "x"), attrs={"long_name": "GLC_FCS30 code", "grid_mapping": "spatial_ref"}
         )
         data_vars["elevation"] = xr.DataArray(
-            canopy.z, dims=("y", "x"), attrs={"units": "m", "long_name": "elevation", "grid_mapping": "spatial_ref"}
+            canopy.z,
+            dims=("y", "x"),
+            attrs={"units": "m", "long_name": "elevation", "grid_mapping": "spatial_ref"},
         )
         ds = xr.Dataset(
             data_vars,
@@ -77,10 +79,18 @@ class TruthStore:
             },
             attrs={"title": "gppscale synthetic world truth (for scoring only)"},
         )
-        encoding = {name: {"chunks": chunks, "fill_value": np.float32(np.nan)} for name in data_vars if name.startswith(("gpp", "npp", "clean"))}
+        encoding = {
+            name: {"chunks": chunks, "fill_value": np.float32(np.nan)}
+            for name in data_vars
+            if name.startswith(("gpp", "npp", "clean"))
+        }
         encoding["land_cover"] = {"chunks": chunks[1:], "fill_value": np.uint8(0)}
         encoding["elevation"] = {"chunks": chunks[1:], "fill_value": np.float32(np.nan)}
-        encoding["time"] = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian", "dtype": "int64"}
+        encoding["time"] = {
+            "units": "days since 1970-01-01",
+            "calendar": "proleptic_gregorian",
+            "dtype": "int64",
+        }
         ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
         return TruthStore(path, times)
 
