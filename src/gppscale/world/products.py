@@ -30,8 +30,12 @@ from gppscale.world.landscape import Landscape, Points
 from gppscale.world.sites import SiteSet
 from gppscale.world.stac import collection, footprint_geometry, item, proj_properties, raster_asset
 from gppscale.world.towers import (
-    TowerSite,
-    tower_csv_name, WindowForcing, simulate_tower, sites_geojson, write_tower_csv
+    WindowForcing,
+    simulate_tower,
+    sites_geojson,
+    tower_csv_name,
+    write_tower_csv,
+)
 from gppscale.world.truth import Canopy
 from gppscale.world.writers import write_cog, write_json, write_ndjson
 
