@@ -30,6 +30,7 @@ from gppscale.world.landscape import Landscape, Points
 from gppscale.world.sites import SiteSet
 from gppscale.world.stac import collection, footprint_geometry, item, proj_properties, raster_asset
 from gppscale.world.towers import (
+    TowerSite,
     WindowForcing,
     simulate_tower,
     sites_geojson,
