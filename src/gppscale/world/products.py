@@ -444,6 +444,13 @@ class ProductWriter:
                 )
             )
             col = collection(cid, title, desc, items, extensions=exts)
+            link = {
+                "rel": "collection",
+                "href": self._href(f"{layout.STAC_DIR}/{cid}/collection.json"),
+                "type": "application/json",
+            }
+            for it in items:
+                it["links"] = [link]
             write_json(self._path(f"{layout.STAC_DIR}/{cid}/collection.json"), col)
             write_ndjson(self._path(f"{layout.STAC_DIR}/{cid}/items.ndjson"), items)
 
