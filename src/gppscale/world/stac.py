@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import shapely
 from pyproj import Transformer
 from shapely.geometry import Polygon, mapping
-from shapely.ops import transform as shp_transform
 
 from gppscale.world.grids import Grid
 
@@ -43,7 +43,7 @@ def footprint_geometry(grid: Grid, clip_utm: Polygon | None = None) -> tuple[dic
         poly = poly.intersection(clip_utm)
     poly = poly.segmentize(max(grid.res_x, grid.res_y) * 64)
     tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
-    ll = shp_transform(lambda x, y: tr.transform(x, y), poly)
+    ll = shapely.transform(poly, lambda x, y: tr.transform(x, y), interleaved=False)
     ll = Polygon([(_round(x), _round(y)) for x, y in ll.exterior.coords]).normalize()
     geom = mapping(ll)
     geom = {"type": "Polygon", "coordinates": [[list(c) for c in ring] for ring in geom["coordinates"]]}
