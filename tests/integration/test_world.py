@@ -28,7 +28,7 @@ CONTRACT = {
     "landsat-c2-l2": {**dict.fromkeys(LANDSAT_BANDS, ("uint16", 0.0)), "qa_pixel": ("uint16", 1.0)},
     "cop-dem-glo-30": {"data": ("float32", None)},
     "glc-fcs30d": {"classification": ("uint8", 0.0)},
-    "meteo-8day": {v: ("float32", None) for v in ("tmean", "prcp", "srad", "vpd")},
+    "meteo-8day": dict.fromkeys(("tmean", "prcp", "srad", "vpd"), ("float32", None)),
     "glass-gpp": {"data": ("uint16", 65535.0)},
     "glass-npp": {"data": ("uint16", 65535.0)},
     "reference-gpp": {"data": ("float32", "nan")},

@@ -93,8 +93,15 @@ def test_encode_uint16_scale_and_nodata():
 def test_qa_pixel_bits_follow_usgs_layout():
     f = np.array([False, True, False, False])
     t = np.array([False, False, True, False])
-    m = SceneMasks(fill=f, cloud=t, dilated=np.zeros(4, bool), cirrus=np.zeros(4, bool),
-                   shadow=np.array([False, False, False, True]), snow=np.zeros(4, bool), water=np.zeros(4, bool))
+    m = SceneMasks(
+        fill=f,
+        cloud=t,
+        dilated=np.zeros(4, bool),
+        cirrus=np.zeros(4, bool),
+        shadow=np.array([False, False, False, True]),
+        snow=np.zeros(4, bool),
+        water=np.zeros(4, bool),
+    )
     qa = qa_pixel(m)
     # Clear land: clear bit + low confidences = 0b0101_0101_0100_0000 = 21824, as in real products.
     assert int(qa[0]) == 21824
@@ -124,8 +131,13 @@ def test_scene_qa_agrees_with_generated_masks(tiny_canopy, date):
     dn, qa, m, cover = simulate_scene(canopy, grid, scene, tmean, snow_event=True, seed=11)
     assert (_decode(qa, QA.FILL) == m.fill).all()
     inside = ~m.fill
-    for bit, mask in ((QA.CLOUD, m.cloud), (QA.DILATED_CLOUD, m.dilated), (QA.SHADOW, m.shadow),
-                      (QA.SNOW, m.snow), (QA.CIRRUS, m.cirrus)):
+    for bit, mask in (
+        (QA.CLOUD, m.cloud),
+        (QA.DILATED_CLOUD, m.dilated),
+        (QA.SHADOW, m.shadow),
+        (QA.SNOW, m.snow),
+        (QA.CIRRUS, m.cirrus),
+    ):
         assert (_decode(qa, bit)[inside] == mask[inside]).all()
     assert (_decode(qa, QA.CLEAR)[inside] == ~(m.cloud | m.dilated)[inside]).all()
     assert (dn[:, m.fill] == 0).all() and (qa[m.fill] == 1).all()
