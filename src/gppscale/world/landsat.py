@@ -177,9 +177,9 @@ def simulate_scene(
     """Digital numbers (7, H, W), QA_PIXEL (H, W), the masks behind them and the cloud cover (%)."""
     rng = seeded_rng(seed, "landsat", acq.item_id)
 
-    def field(name: str, length_m: float) -> F32:
+    def field(name: str, length_m: float, on: Grid = grid) -> F32:
         f = FourierField.make(seeded_rng(seed, "landsat", acq.item_id, name), length_m, 64)
-        return f.on_grid(grid.xs, grid.ys).astype(np.float32)
+        return f.on_grid(on.xs, on.ys).astype(np.float32)
 
     inside = footprint(grid, acq)
     water = canopy.code == 210
@@ -198,21 +198,25 @@ def simulate_scene(
     # Clouds: a smooth field thresholded at the scene's cloud fraction; optical thickness grows inward.
     summer = 0.5 + 0.5 * np.cos(2.0 * np.pi * (acq.doy - 200) / 365.25)
     frac = float(np.clip(rng.beta(0.55, 1.0) * (0.7 + 0.5 * summer), 0.0, 0.97))
-    cf = 0.8 * field("cloud", 1500) + 0.45 * field("cloud-detail", 300)
+    # Shadows fall away from the sun (about 10:50 local, sun in the south-east), kilometres away in
+    # winter: clouds are drawn on a grid padded by the shift, so shadows of clouds beyond the edge show.
+    height_m = rng.uniform(1200.0, 3000.0)
+    zenith = np.radians(90.0 - _sun_elevation_deg(acq.doy))
+    azimuth = np.radians(150.0)
+    dx = -height_m * np.tan(zenith) * np.sin(azimuth) / grid.res_x
+    dy_rows = height_m * np.tan(zenith) * np.cos(azimuth) / grid.res_y
+    pad = int(np.ceil(max(abs(dx), abs(dy_rows)))) + 2
+    core = (slice(pad, pad + grid.height), slice(pad, pad + grid.width))
+    cf_big = 0.8 * field("cloud", 1500, grid.pad(pad)) + 0.45 * field("cloud-detail", 300, grid.pad(pad))
+    cf = cf_big[core]
     thr = float(np.quantile(cf[inside], 1.0 - frac)) if frac > 0.005 and inside.any() else np.inf
     cloud = cf > thr
     alpha = np.where(cloud, np.clip(0.35 + 0.65 * (cf - thr) / 0.5, 0.0, 1.0), 0.0).astype(np.float32)
     cirrus_field = field("cirrus", 3000)
     cirrus = cirrus_field > float(np.quantile(cirrus_field, 1.0 - rng.uniform(0.0, 0.12)))
     dilated = ndimage.binary_dilation(cloud, iterations=3) & ~cloud
-    # Shadows fall away from the sun (about 10:50 local, sun in the south-east).
-    height_m = rng.uniform(1200.0, 3000.0)
-    zenith = np.radians(90.0 - _sun_elevation_deg(acq.doy))
-    azimuth = np.radians(150.0)
-    dx = -height_m * np.tan(zenith) * np.sin(azimuth) / grid.res_x
-    dy_rows = height_m * np.tan(zenith) * np.cos(azimuth) / grid.res_y
-    shadow = ndimage.shift(cloud.astype(np.uint8), (dy_rows, dx), order=0, mode="constant") > 0
-    shadow &= ~cloud
+    shifted = ndimage.shift((cf_big > thr).astype(np.uint8), (dy_rows, dx), order=0, mode="constant") > 0
+    shadow = shifted[core] & ~cloud
     snow = (visible > 0.4) & ~cloud
 
     rho = np.where(shadow[None], rho * 0.3 + 0.004, rho)
