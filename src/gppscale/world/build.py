@@ -176,7 +176,7 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
                     )
                     acc.clean[q] = np.zeros(0, np.float32)
             if wi % 8 == 0:
-                say(f"  {year} window {wi + 1}/{len(starts)} ({time.perf_counter() - t0:.0f} s)")
+                say(f"  {year} window {wi + 1}/{len(starts)}")
         annual_npp = np.sum(acc.npp, axis=0)
         plot_npp[year] = [window_mean_3x3(annual_npp, r, c) for r, c in plots.pixels]
 
