@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,19 @@ Progress = Callable[[str], None]
 
 
 @dataclass
-class _Accum:
-    """Quarterly accumulators of the current year."""
+class _Quarter:
+    """Running sums of one quarter; at most two quarters are open at once (bounded memory)."""
 
-    gpp: list[F32]
-    npp: list[F32]
-    clean: list[F32]
-    clean_n: list[int]
-    towers: list[dict[str, list[float]]] = field(default_factory=list)
+    gpp: F32
+    npp: F32
+    clean: F32
+    n_scenes: int = 0
+
+    @staticmethod
+    def empty(shape: tuple[int, int]) -> _Quarter:
+        return _Quarter(
+            np.zeros(shape, np.float32), np.zeros(shape, np.float32), np.zeros((7, *shape), np.float32)
+        )
 
 
 def make_world(preset: str, out_dir: Path, *, seed: int = 0, progress: Progress | None = None) -> Path:
@@ -135,22 +140,18 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
     for year in pr.years:
         starts, n_days = glass_windows(year)
         overlap = quarter_day_overlap(starts, n_days, year)
-        acc = _Accum(
-            gpp=[np.zeros(grid.shape, np.float32) for _ in range(4)],
-            npp=[np.zeros(grid.shape, np.float32) for _ in range(4)],
-            clean=[np.zeros((7, *grid.shape), np.float32) for _ in range(4)],
-            clean_n=[0] * 4,
-        )
+        open_q: dict[int, _Quarter] = {}
+        plot_npp[year] = [0.0] * len(plots.pixels)
         for wi, start in enumerate(starts):
             doy = float(climate.weather[year].mid_doy[wi])
             terrain = terrain_radiation_factor(doy, lat_c, slope, aspect, climate.direct_fraction(year, wi))
             tmean, srad, vpd = window_weather(climate, year, wi, canopy, lat, terrain)
             gpp = gpp_rate(canopy, doy, tmean, srad, vpd)
             npp = (gpp * canopy.npp_ratio).astype(np.float32)
-            for q in range(4):
-                if overlap[q, wi]:
-                    acc.gpp[q] += gpp * overlap[q, wi]
-                    acc.npp[q] += npp * overlap[q, wi]
+            for q in np.flatnonzero(overlap[:, wi]).tolist():
+                acc = open_q.setdefault(q, _Quarter.empty(grid.shape))
+                acc.gpp += gpp * overlap[q, wi]
+                acc.npp += npp * overlap[q, wi]
             if year == pr.years[0]:
                 for k, (r, c) in enumerate(towers.pixels):
                     rec = tower_forcing[k]
@@ -164,21 +165,19 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
             end = start + np.timedelta64(int(n_days[wi]), "D")
             for sc in (sc for sc in scenes if start <= sc.date < end):
                 clean = writer.landsat_scene(sc, canopy, tmean.astype(np.float32), climate, year, wi)
-                q = (int(str(sc.date)[5:7]) - 1) // 3
-                acc.clean[q] += clean
-                acc.clean_n[q] += 1
-            for q in range(4):
-                if overlap[q, wi] and (wi + 1 == len(starts) or not overlap[q, wi + 1]):
-                    clean_q = (acc.clean[q] / max(acc.clean_n[q], 1)).astype(np.float32)
-                    truth.write_quarter(year, q + 1, acc.gpp[q], acc.npp[q], clean_q)
-                    writer.reference_quarter(
-                        year, q + 1, acc.gpp[q], acc.npp[q], canopy, grid.window_of(inner)
-                    )
-                    acc.clean[q] = np.zeros(0, np.float32)
+                acc = open_q[(int(str(sc.date)[5:7]) - 1) // 3]
+                acc.clean += clean
+                acc.n_scenes += 1
+            for q in list(open_q):
+                if wi + 1 == len(starts) or not overlap[q, wi + 1]:
+                    acc = open_q.pop(q)
+                    clean_q = (acc.clean / max(acc.n_scenes, 1)).astype(np.float32)
+                    truth.write_quarter(year, q + 1, acc.gpp, acc.npp, clean_q)
+                    writer.reference_quarter(year, q + 1, acc.gpp, acc.npp, canopy, grid.window_of(inner))
+                    for k, (r, c) in enumerate(plots.pixels):
+                        plot_npp[year][k] += window_mean_3x3(acc.npp, r, c)
             if wi % 8 == 0:
                 say(f"  {year} window {wi + 1}/{len(starts)}")
-        annual_npp = np.sum(acc.npp, axis=0)
-        plot_npp[year] = [window_mean_3x3(annual_npp, r, c) for r, c in plots.pixels]
 
     writer.towers(towers, tower_forcing, pr.years[0], say)
     writer.plots(plots, plot_npp)

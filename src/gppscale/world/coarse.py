@@ -49,8 +49,9 @@ class CoarseOperator:
                 np.arange(gx.shape[1])[None, :] // sub
             )
             cell = row * coarse.width + col
+            # CSR sums the s*s duplicate entries of each pixel at once, keeping memory near 1-2 per pixel.
             blocks.append(
-                sp.coo_matrix(
+                sp.csr_matrix(
                     (np.ones(int(inside.sum())), (cell[inside], fine_idx[inside])),
                     shape=(coarse.width * coarse.height, fine.width * fine.height),
                 )
