@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -34,28 +33,9 @@ from gppscale import __version__
 from gppscale.errors import GppscaleError, SpecError
 
 if TYPE_CHECKING:
-    from gppscale.config import RunSpec
     from gppscale.io.search import RoleSummary
 
 __all__ = ["build_parser", "format_summaries", "main"]
-
-ROLES = (
-    "landsat",
-    "dem",
-    "forest_type",
-    "meteorology",
-    "coarse_gpp",
-    "coarse_npp",
-    "reference_gpp",
-    "reference_npp",
-)
-"""The run spec's collection roles, in the order the demo prints them."""
-
-STATIC_ROLES = frozenset({"dem", "forest_type"})
-"""Roles searched without a datetime filter: their dates need not overlap the run's years."""
-
-OPTIONAL_ROLES = frozenset({"reference_gpp", "reference_npp"})
-"""Roles a run can do without (validation against a reference product is skipped)."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -104,10 +84,12 @@ def _cmd_catalog_serve(args: argparse.Namespace) -> int:
 
 
 def world_matches(world_dir: Path, preset: str, seed: int) -> bool:
-    """Whether ``world_dir/world.json`` exists and records this preset and seed."""
+    """Whether ``world_dir`` holds a complete world of this preset and seed."""
+    from gppscale.world import read_manifest
+
     try:
-        meta = json.loads((world_dir / "world.json").read_text())
-    except (OSError, ValueError):
+        meta = read_manifest(world_dir)
+    except (GppscaleError, OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("preset") == preset and meta.get("seed") == seed
 
@@ -120,12 +102,6 @@ def _resolve_spec_path(spec: Path | None, preset: str) -> Path:
             f"(it holds pipeline/{preset}.yaml) or pass --spec FILE"
         )
     return path
-
-
-def spec_collections(spec: RunSpec) -> dict[str, str]:
-    """Role to collection id for every role of :data:`ROLES` the run spec sets (optional ones may be null)."""
-    found = {role: getattr(spec.collections, role) for role in ROLES}
-    return {role: coll.id for role, coll in found.items() if coll is not None}
 
 
 def _ensure_world(world_dir: Path, preset: str, seed: int) -> None:
@@ -183,14 +159,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     world_dir, run_dir = (out / "world").resolve(), (out / "run").resolve()
     _ensure_world(world_dir, args.preset, args.seed)
     spec = load_spec(spec_path, overrides={"catalog.world": str(world_dir), "output.store": str(run_dir)})
-    collections = spec_collections(spec)
+    roles = spec.collections
     west, south, east, north = spec.area.bounds_lonlat()
     bbox = (float(west), float(south), float(east), float(north))
     when = years_to_datetime(spec.years)
     with serve_catalog(world_dir) as url:
         print(f"serving the world's STAC collections at {url}")
         summaries = summarize_search(
-            url, collections, bbox, when, STATIC_ROLES, optional_roles=OPTIONAL_ROLES
+            url, roles.ids(), bbox, when, roles.STATIC_ROLES, optional_roles=roles.OPTIONAL_ROLES
         )
     print()
     print(format_summaries(summaries))

@@ -19,6 +19,7 @@ from pystac_client import Client
 from pystac_client.exceptions import APIError
 
 from gppscale import cli
+from gppscale.config import CollectionsSpec
 from gppscale.errors import CatalogError, MissingDependencyError
 from gppscale.io import catalog
 from gppscale.io.catalog import CatalogServer, serve_catalog, world_stac_hrefs
@@ -266,6 +267,7 @@ def test_demo_summarises_every_role_of_the_small_world(
     small_world: Path, rustac_exe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = Path(__file__).resolve().parents[2] / "pipeline" / "small.yaml"
+    roles = CollectionsSpec().ids()
     (tmp_path / "world").symlink_to(small_world, target_is_directory=True)
     assert cli.main(["demo", "--preset", "small", "--out", str(tmp_path), "--spec", str(spec)]) == 0
     out = capsys.readouterr().out
@@ -273,8 +275,8 @@ def test_demo_summarises_every_role_of_the_small_world(
     rows = {
         line.split()[0]: line.split()
         for line in out.splitlines()
-        if line.split()[:1] and line.split()[0] in cli.ROLES
+        if line.split()[:1] and line.split()[0] in roles
     }
-    assert sorted(rows) == sorted(cli.ROLES)
+    assert sorted(rows) == sorted(roles)
     assert all(int(row[2]) > 0 for row in rows.values())
     assert "STAC API:  http://127.0.0.1:" in out

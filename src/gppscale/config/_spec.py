@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 import pyproj
 from pydantic import (
@@ -361,6 +361,16 @@ class CollectionsSpec(_Block):
     """Reference 30 m GPP for validation; null when the catalog has none."""
     reference_npp: ReferenceNppCollection | None = Field(default_factory=ReferenceNppCollection)
     """Reference 30 m NPP for validation; null when the catalog has none."""
+
+    STATIC_ROLES: ClassVar[frozenset[str]] = frozenset({"dem", "forest_type"})
+    """Roles whose items carry no run-year dates: search them without a datetime filter."""
+    OPTIONAL_ROLES: ClassVar[frozenset[str]] = frozenset({"reference_gpp", "reference_npp"})
+    """Roles a run can do without (validation against a reference product is then skipped)."""
+
+    def ids(self) -> dict[str, str]:
+        """Role -> collection id of every role that is set, in declaration order."""
+        roles = ((role, getattr(self, role)) for role in type(self).model_fields)
+        return {role: coll.id for role, coll in roles if coll is not None}
 
 
 # --- grid and coarse product -------------------------------------------------------------------------

@@ -17,15 +17,19 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pyproj import Transformer
 
 from gppscale.errors import WorldError
 from gppscale.world import layout
-from gppscale.world.climate import Climate, glass_windows, quarter_day_overlap, terrain_radiation_factor
+from gppscale.world.climate import (
+    Climate,
+    glass_windows,
+    quarter_day_overlap,
+    quarter_of,
+    terrain_radiation_factor,
+)
 from gppscale.world.coarse import CoarseOperator
 from gppscale.world.fields import FourierField, seeded_rng
 from gppscale.world.grids import (
-    Grid,
     lonlat_grid,
     modis_cover_grid,
     modis_tile_of_lonlat,
@@ -116,20 +120,20 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
     ratio_field = FourierField.make(seeded_rng(seed, "npp-ratio"), 1500.0).on_grid(grid.xs, grid.ys)
     canopy = Canopy.build(land, pts, ratio_field)
     slope, aspect = slope_aspect(canopy.z.astype(np.float64), grid.res_x)
-    lat = _latitudes(grid)
+    lat = grid.centres_in("EPSG:4326")[1]
     climate = Climate(seed, pr.years)
     coarse_grid = modis_cover_grid(grid)
     say(f"fine-to-coarse weights onto {coarse_grid.width}x{coarse_grid.height} MODIS cells")
     op = CoarseOperator.build(grid, coarse_grid)
     water_frac = op.apply((canopy.code == 210).astype(np.float32))
     met_grid = lonlat_grid(grid.bounds_lonlat(), 0.01)
-    met_pts = _points_in(met_grid, grid.crs)
-    met_z = land.regional_elevation(met_pts)
+    met_z = land.regional_elevation(Points(*met_grid.centres_in(grid.crs), grid=False))
     met_lat = np.broadcast_to(met_grid.ys[:, None], met_grid.shape)
 
     h, v = modis_tile_of_lonlat(lon_c, lat_c)
-    writer = ProductWriter(root, final, grid, epsg, seed, f"h{h:02d}v{v:02d}")
-    writer.static_products(land, canopy, grid, say)
+    tile = f"h{h:02d}v{v:02d}"
+    writer = ProductWriter(root, final, grid, epsg, seed, tile)
+    writer.static_products(land, canopy, say)
     towers = choose_towers(canopy, grid, inner, pr.n_towers, seed)
     plots = choose_plots(canopy, grid, inner, pr.n_plots, seed)
     truth = TruthStore.create(root / layout.TRUTH_ZARR, grid, pr.years, canopy)
@@ -161,11 +165,11 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
                     rec.setdefault("vpd", []).append(float(vpd[r, c]))
             writer.coarse_window(year, wi, start, int(n_days[wi]), gpp, npp, op, water_frac)
             met = _met_window(climate, year, wi, met_z, met_lat)
-            writer.met_window(year, wi, start, int(n_days[wi]), met_grid, met)
+            writer.met_window(year, start, int(n_days[wi]), met_grid, met)
             end = start + np.timedelta64(int(n_days[wi]), "D")
             for sc in (sc for sc in scenes if start <= sc.date < end):
-                clean = writer.landsat_scene(sc, canopy, tmean.astype(np.float32), climate, year, wi)
-                acc = open_q[(int(str(sc.date)[5:7]) - 1) // 3]
+                clean = writer.landsat_scene(sc, canopy, tmean.astype(np.float32))
+                acc = open_q[quarter_of(sc.date) - 1]
                 acc.clean += clean
                 acc.n_scenes += 1
             for q in list(open_q):
@@ -182,7 +186,6 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
     writer.towers(towers, tower_forcing, pr.years[0], say)
     writer.plots(plots, plot_npp)
     writer.finish_collections()
-    truth.finish()
     manifest: dict[str, Any] = {
         "gppscale_world": 1,
         "preset": pr.name,
@@ -192,7 +195,7 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
         "epsg": epsg,
         "grid": layout.grid_dict(inner),
         "world_grid": layout.grid_dict(grid),
-        "coarse_grid": layout.grid_dict(coarse_grid) | {"modis_tile": f"h{h:02d}v{v:02d}"},
+        "coarse_grid": layout.grid_dict(coarse_grid) | {"modis_tile": tile},
         "collections": dict(layout.COLLECTIONS),
         "towers": {"sites": layout.TOWER_SITES, "dir": layout.TOWERS_DIR},
         "plots": layout.PLOTS,
@@ -201,21 +204,6 @@ def _generate(pr: WorldPreset, seed: int, root: Path, final: Path, say: Progress
     }
     layout.write_manifest(root, manifest)
     say(f"done in {time.perf_counter() - t0:.1f} s")
-
-
-def _latitudes(grid: Grid) -> npt.NDArray[np.float64]:
-    tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
-    xx, yy = np.meshgrid(grid.xs, grid.ys)
-    _, lat = tr.transform(xx, yy)
-    return np.asarray(lat, dtype=np.float64)
-
-
-def _points_in(g: Grid, crs: str) -> Points:
-    """Centres of a grid's pixels as scattered points in ``crs``."""
-    tr = Transformer.from_crs(g.crs, crs, always_xy=True)
-    xx, yy = np.meshgrid(g.xs, g.ys)
-    x, y = tr.transform(xx, yy)
-    return Points(np.asarray(x), np.asarray(y), grid=False)
 
 
 def _met_window(

@@ -26,10 +26,41 @@ import numpy.typing as npt
 
 from gppscale.world.fields import seeded_rng
 
-__all__ = ["Climate", "Weather", "glass_windows", "quarter_day_overlap", "terrain_radiation_factor"]
+__all__ = [
+    "Climate",
+    "Weather",
+    "day_of_year",
+    "glass_windows",
+    "quarter_day_overlap",
+    "quarter_edges",
+    "quarter_of",
+    "sun_elevation_deg",
+    "terrain_radiation_factor",
+]
 
 F64 = npt.NDArray[np.float64]
 LAPSE_K_PER_M = -0.0065
+
+
+def day_of_year(day: np.datetime64) -> int:
+    """Day of year, 1 on 1 January.
+
+    Example:
+        >>> day_of_year(np.datetime64("2021-03-30"))
+        89
+    """
+    d = day.astype("datetime64[D]")
+    return int((d - d.astype("datetime64[Y]").astype("datetime64[D]")).astype(int)) + 1
+
+
+def quarter_edges(year: int) -> npt.NDArray[np.datetime64]:
+    """First days of the four quarters of ``year`` and of the next year (5 dates)."""
+    return np.array([f"{year}-{m:02d}-01" for m in (1, 4, 7, 10)] + [f"{year + 1}-01-01"], "datetime64[D]")
+
+
+def quarter_of(day: np.datetime64) -> int:
+    """Quarter (1-4) holding ``day``."""
+    return (int(day.astype("datetime64[M]").astype(int)) % 12) // 3 + 1
 
 
 def glass_windows(year: int) -> tuple[npt.NDArray[np.datetime64], npt.NDArray[np.int64]]:
@@ -58,7 +89,7 @@ def quarter_day_overlap(
         >>> quarter_day_overlap(s, np.array([8]), 2021)[:, 0].tolist()
         [2, 6, 0, 0]
     """
-    q_edges = np.array([f"{year}-{m:02d}-01" for m in (1, 4, 7, 10)] + [f"{year + 1}-01-01"], "datetime64[D]")
+    q_edges = quarter_edges(year)
     w0 = starts.astype("datetime64[D]")
     w1 = w0 + n_days.astype("timedelta64[D]")
     lo = np.maximum(w0[None, :], q_edges[:-1, None])
@@ -69,6 +100,12 @@ def quarter_day_overlap(
 
 def _solar_declination(doy: float) -> float:
     return float(0.409 * np.sin(2.0 * np.pi * doy / 365.0 - 1.39))
+
+
+def sun_elevation_deg(doy: float, lat_deg: float, hour_angle_deg: float) -> float:
+    """Solar elevation (degrees) at a local solar hour angle (0 at noon, -15 per hour before)."""
+    phi, d, h = np.radians(lat_deg), _solar_declination(doy), np.radians(hour_angle_deg)
+    return float(np.degrees(np.arcsin(np.sin(phi) * np.sin(d) + np.cos(phi) * np.cos(d) * np.cos(h))))
 
 
 def toa_daily_mean_wm2(doy: float, lat_deg: F64 | float) -> F64:
@@ -109,7 +146,7 @@ class Weather:
     @property
     def mid_doy(self) -> F64:
         """Day of year of each window's middle."""
-        first = np.datetime64(f"{self.year}-01-01", "D")
+        first = quarter_edges(self.year)[0]
         return np.asarray((self.starts - first).astype(np.float64) + 1.0 + (self.n_days - 1) / 2.0)
 
 

@@ -13,7 +13,7 @@ matrix products, so a 4096 x 4096 field costs two BLAS calls, not 16 M x K cosin
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -51,7 +51,6 @@ class FourierField:
     a: F64
     b: F64
     phi: F64
-    n_terms: int = field(default=0)
 
     @staticmethod
     def make(rng: np.random.Generator, length_m: float, n_terms: int = 96) -> FourierField:
@@ -59,11 +58,11 @@ class FourierField:
         a = rng.normal(0.0, 1.0 / length_m, n_terms)
         b = rng.normal(0.0, 1.0 / length_m, n_terms)
         phi = rng.uniform(0.0, 2.0 * np.pi, n_terms)
-        return FourierField(a, b, phi, n_terms)
+        return FourierField(a, b, phi)
 
     @property
     def _norm(self) -> float:
-        return float(np.sqrt(2.0 / self.n_terms))
+        return float(np.sqrt(2.0 / self.a.size))
 
     def on_grid(self, xs: F64, ys: F64) -> F64:
         """Values on the regular grid ``ys x xs`` (rows, columns) as a ``(len(ys), len(xs))`` array."""

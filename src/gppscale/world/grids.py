@@ -123,11 +123,11 @@ class Grid:
         lon, lat = _outline_to(self, "EPSG:4326", densify)
         return (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
 
-    def footprint_lonlat(self, densify: int = 5) -> list[tuple[float, float]]:
-        """Closed ring of the grid outline in longitude/latitude (counter-clockwise)."""
-        lon, lat = _outline_to(self, "EPSG:4326", densify)
-        ring = [(float(a), float(b)) for a, b in zip(lon, lat, strict=True)]
-        return [*ring, ring[0]]
+    def centres_in(self, crs: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Coordinates of every pixel centre in another CRS, each of shape ``(height, width)``."""
+        xx, yy = np.meshgrid(self.xs, self.ys)
+        x, y = Transformer.from_crs(self.crs, crs, always_xy=True).transform(xx, yy)
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
 
 def _outline_to(
@@ -144,6 +144,9 @@ def _outline_to(
 
 def utm_epsg_for_lonlat(lon: float, lat: float) -> int:
     """EPSG code of the WGS 84 / UTM zone holding a point (326xx north, 327xx south).
+
+    ``gppscale.config.utm_epsg_for`` does the same for the method; the world keeps its own on purpose
+    (DESIGN.md: an independent implementation, so a test on the world cannot mirror the method's bug).
 
     Zone exceptions of Norway and Svalbard are ignored: the world never sits there.
     """

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from gppscale.world.climate import day_of_year, sun_elevation_deg
 from gppscale.world.fields import FourierField, seeded_rng
 from gppscale.world.grids import Grid
 from gppscale.world.landscape import CLASS_PARAMS
@@ -36,6 +37,7 @@ __all__ = [
     "SceneMasks",
     "clean_reflectance",
     "scene_schedule",
+    "scene_sun_elevation_deg",
     "simulate_scene",
 ]
 
@@ -46,6 +48,10 @@ BANDS = ("coastal", "blue", "green", "red", "nir08", "swir16", "swir22")
 CENTER_WAVELENGTH_UM = (0.44, 0.48, 0.56, 0.655, 0.865, 1.61, 2.2)
 SR_SCALE = 2.75e-5
 SR_OFFSET = -0.2
+
+
+SUN_AZIMUTH_DEG = 150.0  # about 10:50 local solar time at mid-northern latitudes
+OVERPASS_HOUR_ANGLE_DEG = -17.5  # 10:50 local solar time
 
 
 class QA:
@@ -101,8 +107,7 @@ class Scene:
     @property
     def doy(self) -> int:
         """Day of year."""
-        year = str(self.date)[:4]
-        return int((self.date - np.datetime64(f"{year}-01-01", "D")).astype(int)) + 1
+        return day_of_year(self.date)
 
 
 def scene_schedule(years: tuple[int, ...]) -> list[Scene]:
@@ -118,6 +123,12 @@ def scene_schedule(years: tuple[int, ...]) -> list[Scene]:
             if first <= date < last and int(str(date)[:4]) in years:
                 scenes.append(Scene(path, 31, date, edge, west))
     return sorted(scenes, key=lambda s: (s.date, s.path))
+
+
+def scene_sun_elevation_deg(acq: Scene, grid: Grid) -> float:
+    """Solar elevation at the overpass over the centre of ``grid``."""
+    _, s, _, n = grid.bounds_lonlat()
+    return sun_elevation_deg(acq.doy, (s + n) / 2, OVERPASS_HOUR_ANGLE_DEG)
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,7 @@ def background(canopy: Canopy) -> npt.NDArray[np.float64]:
 
 def clean_reflectance(canopy: Canopy, doy: float, snow_visible: F32 | None = None) -> F32:
     """Noise-free, cloud-free surface reflectance (7, H, W) on day ``doy``."""
-    spectra = np.array([_leaf_spectrum(k) for k in KINDS])  # (kinds, 7)
+    spectra = np.array([CLASS_PARAMS[k].spectrum for k in KINDS])  # (kinds, 7)
     leaf = np.moveaxis(spectra[canopy.kind], -1, 0)  # (7, H, W)
     fc = 1.0 - np.exp(-0.5 * canopy.lai(doy))
     bg = background(canopy)
@@ -160,10 +171,6 @@ def clean_reflectance(canopy: Canopy, doy: float, snow_visible: F32 | None = Non
     rho = fc * leaf + (1.0 - fc) * bg
     rho = np.where((canopy.code == 210)[None], _WATER[:, None, None], rho)
     return rho.astype(np.float32)
-
-
-def _leaf_spectrum(kind: str) -> tuple[float, ...]:
-    return CLASS_PARAMS[kind].spectrum
 
 
 def simulate_scene(
@@ -201,8 +208,8 @@ def simulate_scene(
     # Shadows fall away from the sun (about 10:50 local, sun in the south-east), kilometres away in
     # winter: clouds are drawn on a grid padded by the shift, so shadows of clouds beyond the edge show.
     height_m = rng.uniform(1200.0, 3000.0)
-    zenith = np.radians(90.0 - _sun_elevation_deg(acq.doy))
-    azimuth = np.radians(150.0)
+    zenith = np.radians(90.0 - scene_sun_elevation_deg(acq, grid))
+    azimuth = np.radians(SUN_AZIMUTH_DEG)
     dx = -height_m * np.tan(zenith) * np.sin(azimuth) / grid.res_x
     dy_rows = height_m * np.tan(zenith) * np.cos(azimuth) / grid.res_y
     pad = int(np.ceil(max(abs(dx), abs(dy_rows)))) + 2
@@ -267,11 +274,3 @@ def qa_pixel(m: SceneMasks) -> npt.NDArray[np.uint16]:
         | conf(m.cirrus, QA.CIRRUS_CONF)
     )
     return np.where(m.fill, 1, qa).astype(np.uint16)
-
-
-def _sun_elevation_deg(doy: int, lat_deg: float = 42.0) -> float:
-    decl = np.degrees(0.409 * np.sin(2.0 * np.pi * doy / 365.0 - 1.39))
-    # About 10:50 local solar time: an hour angle of -17.5 degrees.
-    h = np.radians(-17.5)
-    phi, d = np.radians(lat_deg), np.radians(decl)
-    return float(np.degrees(np.arcsin(np.sin(phi) * np.sin(d) + np.cos(phi) * np.cos(d) * np.cos(h))))

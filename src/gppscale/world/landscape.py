@@ -22,6 +22,7 @@ from gppscale.world.fields import FourierField, seeded_rng
 __all__ = [
     "CLASS_PARAMS",
     "FOREST_TYPE_OF_TENS",
+    "LAND_COVER_CODES",
     "ClassParams",
     "Landscape",
     "Points",
@@ -79,6 +80,8 @@ CLASS_PARAMS: dict[str, ClassParams] = {
 }
 
 _CODE_KIND = {10: "crop", 120: "shrub", 130: "grass", 190: "bare", 210: "bare"}
+#: Every land-cover code this world writes (forest open/closed of each type, then the others).
+LAND_COVER_CODES: tuple[int, ...] = (*(t * 10 + u for t in FOREST_TYPE_OF_TENS for u in (1, 2)), *_CODE_KIND)
 
 
 def forest_type_name(code: int) -> str:

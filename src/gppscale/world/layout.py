@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gppscale.config import CollectionsSpec
 from gppscale.errors import WorldError
 from gppscale.world.grids import Grid
 from gppscale.world.writers import write_json
@@ -33,17 +34,8 @@ TOWER_TRUTH = "truth/towers.json"
 PLOTS = "plots/plots.geojson"
 TRUTH_ZARR = "truth/truth.zarr"
 
-#: Run-spec role -> collection id, as the data contract names them.
-COLLECTIONS: dict[str, str] = {
-    "landsat": "landsat-c2-l2",
-    "dem": "cop-dem-glo-30",
-    "forest_type": "glc-fcs30d",
-    "meteorology": "meteo-8day",
-    "coarse_gpp": "glass-gpp",
-    "coarse_npp": "glass-npp",
-    "reference_gpp": "reference-gpp",
-    "reference_npp": "reference-npp",
-}
+#: Run-spec role -> collection id: the data contract's names, which are the run spec's defaults.
+COLLECTIONS: dict[str, str] = CollectionsSpec().ids()
 
 
 def grid_dict(g: Grid) -> dict[str, Any]:

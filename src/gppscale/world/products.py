@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pyproj import Transformer
 from shapely.geometry import Polygon
 
 from gppscale.world import layout
-from gppscale.world.climate import Climate
+from gppscale.world.climate import day_of_year, glass_windows, quarter_edges
 from gppscale.world.coarse import CoarseOperator, encode_uint16
 from gppscale.world.fields import FourierField, seeded_rng
 from gppscale.world.grids import Grid, lonlat_tile_grids
@@ -22,8 +21,10 @@ from gppscale.world.landsat import (
     QA,
     SR_OFFSET,
     SR_SCALE,
+    SUN_AZIMUTH_DEG,
     Scene,
     clean_reflectance,
+    scene_sun_elevation_deg,
     simulate_scene,
 )
 from gppscale.world.landscape import Landscape, Points
@@ -86,6 +87,7 @@ class ProductWriter:
         self.modis_tile = modis_tile
         self.items: dict[str, list[dict[str, Any]]] = {cid: [] for cid in C.values()}
         self._cloud: list[float] = []
+        self._bias: dict[str, npt.NDArray[np.float64]] = {}
 
     def _href(self, rel: str) -> str:
         return (self.final / rel).as_uri()
@@ -94,16 +96,12 @@ class ProductWriter:
         return self.root / rel
 
     # --- static layers --------------------------------------------------------------------------
-    def static_products(
-        self, land: Landscape, canopy: Canopy, grid: Grid, say: Callable[[str], None]
-    ) -> None:
+    def static_products(self, land: Landscape, canopy: Canopy, say: Callable[[str], None]) -> None:
         """DEM in EPSG:4326 1-degree tiles and GLC_FCS30 land cover in 5-degree tiles."""
-        bbox = grid.bounds_lonlat()
-        to_utm = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+        bbox = self.grid.bounds_lonlat()
         for (lon0, lat0), g in lonlat_tile_grids(bbox, DEM_RES_DEG, 1):
-            xx, yy = np.meshgrid(g.xs, g.ys)
-            x, y = to_utm.transform(xx, yy)
-            z = land.elevation(Points(np.asarray(x), np.asarray(y), grid=False)).astype(np.float32)
+            x, y = g.centres_in(self.grid.crs)
+            z = land.elevation(Points(x, y, grid=False)).astype(np.float32)
             name = f"Copernicus_DSM_COG_10_N{lat0:02d}_00_E{lon0:03d}_00_DEM"
             rel = f"{layout.DATA_DIR}/{C['dem']}/{name}.tif"
             write_cog(self._path(rel), z, g, None)
@@ -121,7 +119,7 @@ class ProductWriter:
             )
         say(f"DEM: {len(self.items[C['dem']])} tile(s)")
         for (lon0, lat0), g in lonlat_tile_grids(bbox, GLC_RES_DEG, 5):
-            code = _nearest_from(canopy.code, grid, g)
+            code = _nearest_from(canopy.code, self.grid, g)
             name = f"GLC_FCS30D_2020_E{lon0}N{lat0 + 5}"
             rel = f"{layout.DATA_DIR}/{C['forest_type']}/{name}.tif"
             write_cog(self._path(rel), code, g, 0)
@@ -162,14 +160,14 @@ class ProductWriter:
         water_frac: F32,
     ) -> None:
         """GLASS-like 8-day GPP and NPP: area mean of truth, a smooth bias and 6 % cell noise, uint16."""
-        doy = int((start - np.datetime64(f"{year}-01-01", "D")).astype(int)) + 1
+        doy = day_of_year(start)
         end = start + np.timedelta64(n_days - 1, "D")
         g = op.coarse
         for product, fine, cid in (("GPP", gpp, C["coarse_gpp"]), ("NPP", npp, C["coarse_npp"])):
             rng = seeded_rng(self.seed, "coarse", product, year, wi)
-            bias_field = FourierField.make(seeded_rng(self.seed, "bias", product), 3000.0, 32)
-            bias = 0.97 * (1.0 + 0.04 * bias_field.on_grid(g.xs, g.ys))
-            noisy = op.apply(fine) * bias * (1.0 + 0.06 * rng.standard_normal(g.shape))
+            noisy = (
+                op.apply(fine) * self._coarse_bias(product, g) * (1.0 + 0.06 * rng.standard_normal(g.shape))
+            )
             value: F32 = np.where(water_frac > 0.5, np.nan, np.maximum(noisy, 0.0)).astype(np.float32)
             name = f"GLASS_{product}_A{year}{doy:03d}_{self.modis_tile}"
             rel = f"{layout.DATA_DIR}/{cid}/{name}.tif"
@@ -198,13 +196,17 @@ class ProductWriter:
                 )
             )
 
+    def _coarse_bias(self, product: str, g: Grid) -> npt.NDArray[np.float64]:
+        """The product's fixed multiplicative bias: 0.97 times a smooth field of +-4 % (made once)."""
+        if product not in self._bias:
+            field = FourierField.make(seeded_rng(self.seed, "bias", product), 3000.0, 32)
+            self._bias[product] = 0.97 * (1.0 + 0.04 * field.on_grid(g.xs, g.ys))
+        return self._bias[product]
+
     # --- meteorology -------------------------------------------------------------------------------
-    def met_window(
-        self, year: int, wi: int, start: np.datetime64, n_days: int, g: Grid, met: dict[str, F32]
-    ) -> None:
+    def met_window(self, year: int, start: np.datetime64, n_days: int, g: Grid, met: dict[str, F32]) -> None:
         """8-day mean weather on a 0.01-degree grid, one COG per variable."""
-        doy = int((start - np.datetime64(f"{year}-01-01", "D")).astype(int)) + 1
-        name = f"meteo_8day_{year}{doy:03d}"
+        name = f"meteo_8day_{year}{day_of_year(start):03d}"
         units = {"tmean": "degC", "prcp": "mm d-1", "srad": "W m-2", "vpd": "hPa"}
         assets = {}
         for var, arr in met.items():
@@ -228,9 +230,7 @@ class ProductWriter:
         )
 
     # --- Landsat -----------------------------------------------------------------------------------
-    def landsat_scene(
-        self, sc: Scene, canopy: Canopy, tmean: F32, climate: Climate, year: int, wi: int
-    ) -> F32:
+    def landsat_scene(self, sc: Scene, canopy: Canopy, tmean: F32) -> F32:
         """Write one scene (7 SR bands + QA_PIXEL) and return its clean reflectance for the truth."""
         cold = float(np.median(tmean)) < 0.0
         snow_event = cold and seeded_rng(self.seed, "snow", sc.item_id).uniform() < 0.8
@@ -253,7 +253,7 @@ class ProductWriter:
                     "eo:bands": [
                         {
                             "name": LANDSAT_FILE[band],
-                            "common_name": band.rstrip("0123456789") if band != "coastal" else "coastal",
+                            "common_name": band,  # eo v1.1 common names: coastal ... nir08, swir16
                             "center_wavelength": CENTER_WAVELENGTH_UM[k],
                         }
                     ]
@@ -275,8 +275,8 @@ class ProductWriter:
             "platform": "landsat-8",
             "instruments": ["oli", "tirs"],
             "eo:cloud_cover": cover,
-            "view:sun_azimuth": 150.0,
-            "view:sun_elevation": 45.0,
+            "view:sun_azimuth": SUN_AZIMUTH_DEG,
+            "view:sun_elevation": round(scene_sun_elevation_deg(sc, self.grid), 2),
             "landsat:wrs_path": f"{sc.path:03d}",
             "landsat:wrs_row": f"{sc.row:03d}",
             "landsat:collection_category": "T1",
@@ -305,8 +305,8 @@ class ProductWriter:
         """Truth plus a spatially correlated error sized so that R^2 against truth is about 0.7."""
         forest = (canopy.code >= 51) & (canopy.code <= 92)
         vegetated = ~np.isin(canopy.code, (190, 210))
-        starts = {1: "01-01", 2: "04-01", 3: "07-01", 4: "10-01"}
-        ends = {1: "03-31", 2: "06-30", 3: "09-30", 4: "12-31"}
+        edges = quarter_edges(year)
+        first, last = edges[quarter - 1], edges[quarter] - np.timedelta64(1, "D")
         for product, truth, cid in (("gpp", gpp, C["reference_gpp"]), ("npp", npp, C["reference_npp"])):
             rng = seeded_rng(self.seed, "reference", product, year, quarter)
             smooth = FourierField.make(rng, 250.0, 64).on_grid(self.grid.xs, self.grid.ys)
@@ -325,8 +325,8 @@ class ProductWriter:
                     geom,
                     box,
                     datetime=None,
-                    start=f"{year}-{starts[quarter]}T00:00:00Z",
-                    end=f"{year}-{ends[quarter]}T23:59:59Z",
+                    start=_iso(first),
+                    end=_iso(last, True),
                     properties=proj_properties(self.grid, self.epsg),
                     assets={
                         "data": raster_asset(
@@ -345,8 +345,6 @@ class ProductWriter:
         self, ts: SiteSet, forcing: list[dict[str, list[float]]], year: int, say: Callable[[str], None]
     ) -> None:
         """FLUXNET2015-style CSVs, the sites GeoJSON and the towers' true quarterly GPP."""
-        from gppscale.world.climate import glass_windows
-
         starts, n_days = glass_windows(year)
         self._path(layout.TOWERS_DIR).mkdir(parents=True, exist_ok=True)
         sites, truth = [], {}
@@ -464,17 +462,12 @@ class ProductWriter:
 
 def _nearest_from(code: npt.NDArray[np.uint8], grid: Grid, g: Grid) -> npt.NDArray[np.uint8]:
     """Land cover on grid ``g`` (EPSG:4326) by nearest 30 m truth pixel; fill 0 outside the world."""
-    tr = Transformer.from_crs(g.crs, grid.crs, always_xy=True)
+    x, y = g.centres_in(grid.crs)
+    col = np.floor((x - grid.x0) / grid.res_x).astype(np.int64)
+    row = np.floor((grid.y0 - y) / grid.res_y).astype(np.int64)
+    ok = (col >= 0) & (col < grid.width) & (row >= 0) & (row < grid.height)
     out = np.zeros(g.shape, dtype=np.uint8)
-    for r0 in range(0, g.height, 512):
-        xx, yy = np.meshgrid(g.xs, g.ys[r0 : r0 + 512])
-        x, y = tr.transform(xx, yy)
-        col = np.floor((np.asarray(x) - grid.x0) / grid.res_x).astype(np.int64)
-        row = np.floor((grid.y0 - np.asarray(y)) / grid.res_y).astype(np.int64)
-        ok = (col >= 0) & (col < grid.width) & (row >= 0) & (row < grid.height)
-        block = np.zeros(col.shape, dtype=np.uint8)
-        block[ok] = code[row[ok], col[ok]]
-        out[r0 : r0 + 512] = block
+    out[ok] = code[row[ok], col[ok]]
     return out
 
 

@@ -10,13 +10,13 @@ from pyproj import Transformer
 
 from gppscale.world.fields import seeded_rng
 from gppscale.world.grids import Grid
-from gppscale.world.landscape import forest_type_name
+from gppscale.world.landscape import FOREST_TYPE_OF_TENS, forest_type_name
 from gppscale.world.truth import Canopy
 
 __all__ = ["SiteSet", "choose_plots", "choose_towers", "window_mean_3x3"]
 
 TOWER_TYPES = ("DNF", "ENF", "DBF", "MF")
-TENS_OF_TYPE = {"EBF": 5, "DBF": 6, "ENF": 7, "DNF": 8, "MF": 9}
+TENS_OF_TYPE = {name: tens for tens, name in FOREST_TYPE_OF_TENS.items()}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gppscale.world.climate import Climate
-from gppscale.world.landscape import CLASS_PARAMS, Landscape, Points, forest_type_name
+from gppscale.world.landscape import CLASS_PARAMS, LAND_COVER_CODES, Landscape, Points, forest_type_name
 
 __all__ = ["KINDS", "Canopy", "gpp_rate"]
 
@@ -30,6 +30,10 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 KINDS: tuple[str, ...] = tuple(CLASS_PARAMS)  # index of each pixel's kind in Canopy.kind
+_BY_KIND: dict[str, F64] = {
+    name: np.array([getattr(CLASS_PARAMS[k], name) for k in KINDS])
+    for name in ("eps_max", "tmin_min", "tmin_max", "vpd_min", "vpd_max", "npp_ratio", "lai_max")
+}
 
 
 @dataclass(frozen=True)
@@ -51,22 +55,21 @@ class Canopy:
         """Evaluate the landscape's traits at ``p``; ``seed_field`` is a unit field for NPP ratios."""
         z = land.elevation(p)
         code = land.land_cover(p, z)
-        names = np.array([forest_type_name(int(c)) for c in range(256) if _known(c)], dtype=object)
         lut = np.full(256, -1, dtype=np.int8)
-        for c, name in zip([c for c in range(256) if _known(c)], names, strict=True):
-            lut[c] = KINDS.index(str(name))
+        for c in LAND_COVER_CODES:
+            lut[c] = KINDS.index(forest_type_name(c))
         kind = lut[code]
-        lai_max = np.array([CLASS_PARAMS[k].lai_max for k in KINDS])[kind]
         cover = land.canopy_cover(p, code)
         evergreen = np.array([_evergreen(k) for k in KINDS])[kind]
-        ratio = np.array([CLASS_PARAMS[k].npp_ratio for k in KINDS])[kind] * (1.0 + 0.05 * seed_field)
+        ratio = _BY_KIND["npp_ratio"][kind] * (1.0 + 0.05 * seed_field)
         sos, eos = land.season(p, z)
         f32 = np.float32
         return Canopy(
             code,
             kind,
             z.astype(f32),
-            (lai_max * cover / 0.75 * land.vigor(p)).astype(f32),
+            # lai_max is the LAI of a stand at 75 % canopy cover.
+            (_BY_KIND["lai_max"][kind] * cover / 0.75 * land.vigor(p)).astype(f32),
             sos.astype(f32),
             eos.astype(f32),
             evergreen.astype(f32),
@@ -84,14 +87,6 @@ class Canopy:
         return lai
 
 
-def _known(code: int) -> bool:
-    try:
-        forest_type_name(code)
-    except KeyError:
-        return False
-    return True
-
-
 def _evergreen(kind: str) -> float:
     return {"ENF": 1.0, "EBF": 1.0, "MF": 0.5}.get(kind, 0.0)
 
@@ -106,10 +101,7 @@ def gpp_rate(canopy: Canopy, doy: float, tmean: F64, srad: F64, vpd: F64) -> F32
     """Truth GPP, gC m-2 d-1, for one window from the canopy and 30 m weather."""
     par = 0.45 * srad * 0.0864
     tmin = tmean - 6.0
-    table = {
-        name: np.array([getattr(CLASS_PARAMS[k], name) for k in KINDS])
-        for name in ("eps_max", "tmin_min", "tmin_max", "vpd_min", "vpd_max")
-    }
+    table = _BY_KIND
     k = canopy.kind
     f_t = np.clip((tmin - table["tmin_min"][k]) / (table["tmin_max"][k] - table["tmin_min"][k]), 0.0, 1.0)
     f_vpd = np.clip((table["vpd_max"][k] - vpd) / (table["vpd_max"][k] - table["vpd_min"][k]), 0.0, 1.0)

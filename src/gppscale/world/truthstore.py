@@ -11,6 +11,7 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS
 
+from gppscale.world.climate import quarter_edges
 from gppscale.world.grids import Grid
 from gppscale.world.landsat import BANDS
 from gppscale.world.truth import Canopy
@@ -23,7 +24,7 @@ CHUNK = 512
 
 def quarter_starts(years: tuple[int, ...]) -> pd.DatetimeIndex:
     """First day of every quarter of ``years``."""
-    return pd.DatetimeIndex([f"{y}-{m:02d}-01" for y in years for m in (1, 4, 7, 10)])
+    return pd.DatetimeIndex(np.concatenate([quarter_edges(y)[:4] for y in years]))
 
 
 def spatial_ref(grid: Grid) -> xr.DataArray:
@@ -96,7 +97,7 @@ class TruthStore:
 
     def write_quarter(self, year: int, quarter: int, gpp: F32, npp: F32, clean: F32) -> None:
         """Write one quarter (sums in gC m-2 quarter-1; clean reflectance (7, H, W))."""
-        i = int(np.flatnonzero(self.times == pd.Timestamp(f"{year}-{3 * quarter - 2:02d}-01"))[0])
+        i = int(np.flatnonzero(self.times == pd.Timestamp(quarter_edges(year)[quarter - 1]))[0])
         red, nir = clean[BANDS.index("red")], clean[BANDS.index("nir08")]
         with np.errstate(invalid="ignore", divide="ignore"):
             ndvi = (nir - red) / (nir + red)
@@ -104,6 +105,3 @@ class TruthStore:
         layers |= {f"clean_{b}": clean[k] for k, b in enumerate(BANDS)}
         ds = xr.Dataset({k: (("time", "y", "x"), v[None].astype(np.float32)) for k, v in layers.items()})
         ds.to_zarr(self.path, region={"time": slice(i, i + 1)}, consolidated=False)
-
-    def finish(self) -> None:
-        """Nothing to flush: every quarter was written when complete."""
