@@ -17,8 +17,11 @@ from __future__ import annotations
 __all__ = [
     "CatalogError",
     "GppscaleError",
+    "MissingAssetError",
     "MissingDependencyError",
+    "NoDataError",
     "SpecError",
+    "StoreError",
     "WorldError",
 ]
 
@@ -41,3 +44,19 @@ class CatalogError(GppscaleError, RuntimeError):
 
 class MissingDependencyError(GppscaleError, ImportError):
     """An optional dependency is missing; the message names the extra that installs it."""
+
+
+class NoDataError(GppscaleError, RuntimeError):
+    """A search or a quarter has no usable data for the run's area and period."""
+
+
+class MissingAssetError(GppscaleError, KeyError):
+    """An item lacks an asset (or its projection metadata) that a stage needs."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; show it as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreError(GppscaleError, RuntimeError):
+    """The run store cannot be read or written, or holds outputs of another run."""
