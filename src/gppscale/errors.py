@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "CatalogError",
+    "DataWarning",
     "GppscaleError",
     "MissingAssetError",
     "MissingDependencyError",
@@ -60,3 +61,7 @@ class MissingAssetError(GppscaleError, KeyError):
 
 class StoreError(GppscaleError, RuntimeError):
     """The run store cannot be read or written, or holds outputs of another run."""
+
+
+class DataWarning(UserWarning):
+    """Input data was usable only in part (items skipped, quarters thin); the message says what and why."""

@@ -183,6 +183,10 @@ class CatalogSpec(_Block):
     requester_pays: bool = False
     """Whether S3 assets are read with requester-pays (e.g. the USGS Landsat bucket)."""
 
+    check_hrefs: bool = True
+    """Whether the search stage checks that every needed asset's href exists (a stat or HEAD per asset);
+    items with a broken href are then skipped with a warning instead of failing the cube stage."""
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.url is None) == (self.world is None):
@@ -677,6 +681,29 @@ class ModelsSpec(_Block):
         return _merged(self.hyper.default, getattr(self.hyper, forest_type))
 
 
+# --- predictor cube ----------------------------------------------------------------------------------
+
+QaFlag = Literal["fill", "dilated_cloud", "cirrus", "cloud", "shadow", "snow", "water"]
+
+
+class CubeSpec(_Block):
+    """How the 30 m predictor cube is built from the inputs."""
+
+    qa_mask: Annotated[tuple[QaFlag, ...], AfterValidator(unique_items)] = (
+        "fill",
+        "dilated_cloud",
+        "cirrus",
+        "cloud",
+        "shadow",
+        "snow",
+    )
+    """Landsat QA_PIXEL flags whose observations are left out of the quarterly composites."""
+    lapse_rate_k_per_km: float = Field(6.5, ge=0, le=15)
+    """Temperature lapse rate used to bring coarse temperature to the 30 m elevation, K km-1."""
+    diffuse_fraction: float = Field(0.3, ge=0, le=1)
+    """Share of shortwave radiation taken as isotropic diffuse in the terrain factor."""
+
+
 # --- output, cluster, validation ---------------------------------------------------------------------
 
 
@@ -793,6 +820,8 @@ class RunSpec(_Block):
     """STAC collection ids and asset names of each input role."""
     grid: GridSpec = Field(default_factory=GridSpec)
     """Target grid."""
+    cube: CubeSpec = Field(default_factory=CubeSpec)
+    """Predictor cube settings."""
     coarse: CoarseSpec = Field(default_factory=CoarseSpec)
     """Encoding and units of the coarse GPP/NPP product."""
     forest_types: ForestTypesSpec = Field(default_factory=ForestTypesSpec)
