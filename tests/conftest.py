@@ -40,3 +40,36 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gppscale.world import make_world
 
     return make_world("small", tmp_path_factory.mktemp("small") / "world", seed=0)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real moto S3 server for the session; the process environment points botocore, s3fs and GDAL at it.
+
+    Skips the test when `moto_server` is not installed. The environment (dummy credentials, endpoint)
+    stays set for the rest of the session, so worker processes started later inherit it.
+    """
+    from gppscale.testing.s3 import find_moto_server, moto_server, s3_env
+
+    try:
+        find_moto_server()
+    except MissingDependencyError as e:
+        pytest.skip(str(e))
+    with moto_server() as endpoint, pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+            mp.delenv(name, raising=False)
+        for name, value in s3_env(endpoint).items():
+            mp.setenv(name, value)
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh, empty bucket on the session's moto server, as ``s3://bucket-name``."""
+    import uuid
+
+    from gppscale.testing.s3 import make_bucket
+
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    make_bucket(s3_endpoint, name)
+    return f"s3://{name}"
