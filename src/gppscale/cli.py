@@ -33,6 +33,7 @@ from gppscale import __version__
 from gppscale.errors import GppscaleError, SpecError
 
 if TYPE_CHECKING:
+    from gppscale.config import RunSpec
     from gppscale.io.search import RoleSummary
 
 __all__ = ["build_parser", "format_summaries", "main"]
@@ -148,6 +149,39 @@ def format_summaries(summaries: Sequence[RoleSummary]) -> str:
     )
 
 
+def _load_cli_spec(args: argparse.Namespace) -> RunSpec:
+    from gppscale.config import load_spec, parse_override
+
+    return load_spec(args.spec, overrides=dict(parse_override(o) for o in args.set))
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from gppscale.runner import run_search
+
+    spec = _load_cli_spec(args)
+    t0 = time.monotonic()
+    frozen = run_search(spec, refresh=args.refresh, progress=_progress_printer(t0))
+    total = sum(len(v) for v in frozen.items.values())
+    print(f"search: {total} items frozen in {spec.output.store}/search in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def _cmd_cube(args: argparse.Namespace) -> int:
+    from gppscale.runner import dask_client, run_cube, run_search
+
+    spec = _load_cli_spec(args)
+    t0 = time.monotonic()
+    progress = _progress_printer(t0)
+    run_search(spec, progress=progress)
+    with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
+        result = run_cube(spec, client=client, progress=progress)
+    print(
+        f"cube: {result.url}: {result.written} regions written, {result.skipped} already done, "
+        f"in {time.monotonic() - t0:.1f} s"
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out if args.out is not None else Path("out") / args.preset
     spec_path = _resolve_spec_path(args.spec, args.preset)
@@ -202,6 +236,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--startup-timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)"
     )
     serve.set_defaults(func=_cmd_catalog_serve)
+
+    for name, func, text in (
+        ("search", _cmd_search, "search the spec's catalog and freeze the items (stac-geoparquet)"),
+        ("cube", _cmd_cube, "build the 30 m predictor cube Zarr (searches first if needed; resumable)"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("spec", type=Path, help="run spec YAML")
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a spec value (repeatable)",
+        )
+        if name == "search":
+            sub.add_argument(
+                "--refresh", action="store_true", help="search again even if a frozen search exists"
+            )
+        sub.set_defaults(func=func)
 
     demo = commands.add_parser("demo", help="make a world, serve it and summarise what a run would search")
     demo.add_argument("--preset", choices=("small", "demo"), default="demo", help="world and run spec preset")

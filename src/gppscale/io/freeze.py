@@ -1,0 +1,315 @@
+"""Stage 2, search: every role's items searched once and frozen as stac-geoparquet in the run store.
+
+Later stages read only the frozen items (``search/<role>.parquet``), so a run is reproducible even when
+the catalog changes. ``search/search.json`` records the query, the counts, the skipped items with
+their reasons and a sha256 of each parquet file.
+
+Client-side rules (``rustac serve`` and some APIs ignore CQL2, so nothing is filtered server-side):
+
+* Landsat scenes above ``catalog.max_cloud_cover_pct`` are dropped.
+* An item that lacks a needed asset, projection metadata for it (``proj:code``/``proj:epsg``/
+  ``proj:wkt2``/``proj:projjson`` plus ``proj:shape`` and ``proj:transform``, on the item or the asset),
+  or whose href cannot be found (``catalog.check_hrefs``) is skipped; one :class:`DataWarning` per role
+  lists them.
+* A required role left with no item is a :class:`NoDataError` naming collection, bbox and dates.
+
+Example:
+    >>> item = {"id": "a", "properties": {"proj:code": "EPSG:32650"}, "assets": {"data": {"href": "x.tif"}}}
+    >>> item_problems(item, {"data": "data"})
+    [('data', 'no proj:shape/proj:transform'), ('data', "href 'x.tif' has no scheme (file://, s3://, https://)")]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import rustac
+
+from gppscale import __version__
+from gppscale.config import RunSpec
+from gppscale.errors import CatalogError, DataWarning, NoDataError, StoreError
+from gppscale.io.access import missing_hrefs, resolve_patch_url
+from gppscale.io.search import _search_dicts, open_client
+from gppscale.io.store import RunStore
+
+__all__ = [
+    "SEARCH_DIR",
+    "FrozenSearch",
+    "Skipped",
+    "item_problems",
+    "load_frozen",
+    "role_assets",
+    "search_fingerprint",
+    "search_run",
+]
+
+SEARCH_DIR = "search"
+"""Folder of the frozen search in the run store."""
+
+_WINDOW_MARGIN = timedelta(days=16)
+"""Widening of the date range for windowed roles (8-day products straddle year ends)."""
+
+_CRS_KEYS = ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")
+
+Item = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An item left out of the run and why."""
+
+    role: str
+    item: str
+    asset: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FrozenSearch:
+    """The frozen items of a run, per role, and the manifest that describes them."""
+
+    items: Mapping[str, list[Item]]
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+    def role(self, role: str) -> list[Item]:
+        """The items of ``role`` ([] for an optional role without items)."""
+        return list(self.items.get(role, []))
+
+
+def role_assets(spec: RunSpec, role: str) -> dict[str, str]:
+    """Canonical name -> catalog asset key of every asset a role needs."""
+    collection = getattr(spec.collections, role)
+    assets: dict[str, str] = collection.assets.as_dict()
+    return assets
+
+
+def _has_any(mapping: Mapping[str, Any], keys: Iterable[str]) -> bool:
+    return any(mapping.get(k) not in (None, "") for k in keys)
+
+
+def item_problems(item: Mapping[str, Any], assets: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(asset key, reason)`` for every needed asset of ``item`` that cannot be loaded. Pure."""
+    props = item.get("properties", {})
+    problems: list[tuple[str, str]] = []
+    for key in assets.values():
+        asset = item.get("assets", {}).get(key)
+        if asset is None:
+            problems.append((key, "asset missing"))
+            continue
+        if not (_has_any(asset, _CRS_KEYS) or _has_any(props, _CRS_KEYS)):
+            problems.append((key, "no CRS (proj:code, proj:epsg, proj:wkt2 or proj:projjson)"))
+        if not (_has_any(asset, ("proj:transform",)) or _has_any(props, ("proj:transform",))) or not (
+            _has_any(asset, ("proj:shape",)) or _has_any(props, ("proj:shape",))
+        ):
+            problems.append((key, "no proj:shape/proj:transform"))
+        href = str(asset.get("href", ""))
+        if urlparse(href).scheme not in ("file", "s3", "http", "https", "gs", "az"):
+            problems.append((key, f"href {href!r} has no scheme (file://, s3://, https://)"))
+    return problems
+
+
+def _role_datetime(spec: RunSpec, role: str) -> str | None:
+    if role in spec.collections.STATIC_ROLES:
+        return None
+    start = datetime(min(spec.years), 1, 1, tzinfo=UTC)
+    end = datetime(max(spec.years) + 1, 1, 1, tzinfo=UTC) - timedelta(seconds=1)
+    if role != "landsat":
+        start, end = start - _WINDOW_MARGIN, end + _WINDOW_MARGIN
+    return f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _without_links(item: Mapping[str, Any]) -> Item:
+    """The item without its links.
+
+    Links name the API's address, not the data, and would make two searches of the same items at two
+    addresses differ.
+    """
+    return {k: v for k, v in item.items() if k != "links"}
+
+
+def _cloud_ok(item: Mapping[str, Any], max_pct: float) -> bool:
+    cover = item.get("properties", {}).get("eo:cloud_cover")
+    return cover is None or float(cover) <= max_pct
+
+
+def search_fingerprint(spec: RunSpec, url: str) -> str:
+    """A digest of everything that decides what the search returns."""
+    query = {
+        "url": url,
+        "bbox": spec.area.bounds_lonlat(),
+        "years": list(spec.years),
+        "collections": spec.collections.model_dump(mode="json"),
+        "max_cloud_cover_pct": spec.catalog.max_cloud_cover_pct,
+    }
+    return hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _screen(
+    spec: RunSpec, role: str, found: list[Item], check_hrefs: bool
+) -> tuple[list[Item], list[Skipped]]:
+    """Items of ``role`` that can be loaded, and the skipped ones with reasons."""
+    assets = role_assets(spec, role)
+    kept: list[Item] = []
+    skipped: list[Skipped] = []
+    for item in found:
+        problems = item_problems(item, assets)
+        skipped += [Skipped(role, item["id"], asset, reason) for asset, reason in problems]
+        if not problems:
+            kept.append(item)
+    if check_hrefs and kept:
+        hrefs = {(item["id"], k): item["assets"][k]["href"] for item in kept for k in assets.values()}
+        missing = missing_hrefs(
+            list(hrefs.values()),
+            resolve_patch_url(spec.catalog.sign),
+            requester_pays=spec.catalog.requester_pays,
+        )
+        broken = [(iid, k) for (iid, k), href in hrefs.items() if href in missing]
+        skipped += [Skipped(role, iid, k, f"href not found: {hrefs[(iid, k)]}") for iid, k in broken]
+        bad_ids = {iid for iid, _ in broken}
+        kept = [item for item in kept if item["id"] not in bad_ids]
+    return kept, skipped
+
+
+def _warn_skipped(role: str, collection: str, skipped: Sequence[Skipped]) -> None:
+    if not skipped:
+        return
+    lines = "\n".join(f"  {s.item} / {s.asset}: {s.reason}" for s in skipped[:50])
+    more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
+    warnings.warn(
+        f"{collection!r} (role {role}): skipped {len({s.item for s in skipped})} item(s) that cannot be "
+        f"loaded:\n{lines}{more}",
+        DataWarning,
+        stacklevel=3,
+    )
+
+
+def _write_parquet(store: RunStore, rel: str, items: list[Item]) -> str:
+    """Write ``items`` as stac-geoparquet at ``rel``; returns the file's sha256."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "items.parquet"
+        rustac.write_sync(str(local), items)
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        store.upload_file(str(local), rel)
+    return digest
+
+
+def _parquet_to_items(data: bytes) -> list[Item]:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "items.parquet"
+        local.write_bytes(data)
+        collection = rustac.read_sync(str(local))
+    items: list[Item] = collection.get("features", [])
+    return items
+
+
+def search_run(
+    spec: RunSpec,
+    url: str,
+    store: RunStore,
+    *,
+    refresh: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> FrozenSearch:
+    """Search every role of ``spec`` at the STAC API ``url`` and freeze the result in ``store``.
+
+    A frozen search of the same query already in the store is reused (``refresh=False``), so resumed
+    runs read exactly the items of the first one.
+
+    Raises:
+        CatalogError: If the API cannot be reached or a search fails.
+        NoDataError: If a required role has no usable item for the area and years.
+    """
+    say = progress or (lambda _m: None)
+    fingerprint = search_fingerprint(spec, url)
+    manifest_rel = f"{SEARCH_DIR}/search.json"
+    if not refresh and store.exists(manifest_rel):
+        old = store.read_json(manifest_rel)
+        if old.get("fingerprint") == fingerprint:
+            say(f"search: reusing the frozen search of {old.get('created')}")
+            return load_frozen(store)
+    client = open_client(url)
+    bbox = spec.area.bounds_lonlat()
+    roles: dict[str, Any] = {}
+    frozen: dict[str, list[Item]] = {}
+    for role, collection in spec.collections.ids().items():
+        when = _role_datetime(spec, role)
+        try:
+            found = [_without_links(i) for i in _search_dicts(client, collection, bbox, when)]
+        except Exception as e:  # requests and pystac-client raise unrelated types
+            raise CatalogError(
+                f"search of {collection!r} (role {role}) at {url} failed for bbox={list(bbox)} "
+                f"datetime={when}: {e}"
+            ) from e
+        cloudy = 0
+        if role == "landsat":
+            clear = [i for i in found if _cloud_ok(i, spec.catalog.max_cloud_cover_pct)]
+            cloudy, found = len(found) - len(clear), clear
+        kept, skipped = _screen(spec, role, found, spec.catalog.check_hrefs)
+        _warn_skipped(role, collection, skipped)
+        if not kept and role not in spec.collections.OPTIONAL_ROLES:
+            raise NoDataError(
+                f"no usable items in collection {collection!r} (role {role}) at {url} for "
+                f"bbox={list(bbox)} datetime={when or 'any'} ({len(found) + cloudy} found, {cloudy} above "
+                f"max_cloud_cover_pct={spec.catalog.max_cloud_cover_pct}, "
+                f"{len({s.item for s in skipped})} unloadable). Check the collection id, area and years "
+                "in the run spec"
+            )
+        counts = f"{len(kept):5d} items ({len(skipped)} skipped, {cloudy} cloudy)"
+        say(f"search: {role:<14} {collection:<20} {counts}")
+        frozen[role] = kept
+        roles[role] = {
+            "collection": collection,
+            "datetime": when,
+            "found": len(found) + cloudy,
+            "cloudy": cloudy,
+            "kept": len(kept),
+            "skipped": [s.__dict__ for s in skipped],
+            "sha256": _write_parquet(store, f"{SEARCH_DIR}/{role}.parquet", kept) if kept else None,
+        }
+    manifest = {
+        "fingerprint": fingerprint,
+        "catalog": url,
+        "bbox": list(bbox),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "gppscale": __version__,
+        "roles": roles,
+    }
+    store.write_json(manifest_rel, manifest)
+    return FrozenSearch(frozen, manifest)
+
+
+def load_frozen(store: RunStore) -> FrozenSearch:
+    """The frozen search of a run store.
+
+    Raises:
+        StoreError: If the store holds no frozen search (run ``gppscale search SPEC`` first) or a parquet
+            file does not match its recorded checksum.
+    """
+    manifest_rel = f"{SEARCH_DIR}/search.json"
+    if not store.exists(manifest_rel):
+        raise StoreError(f"no frozen search in {store.join(SEARCH_DIR)}; run `gppscale search SPEC` first")
+    manifest = store.read_json(manifest_rel)
+    items: dict[str, list[Item]] = {}
+    for role, info in manifest["roles"].items():
+        if info.get("sha256") is None:
+            items[role] = []
+            continue
+        rel = f"{SEARCH_DIR}/{role}.parquet"
+        data = store.read_bytes(rel)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != info["sha256"]:
+            raise StoreError(
+                f"{store.join(rel)} changed since it was frozen (sha256 {digest[:12]} != "
+                f"{info['sha256'][:12]}); rerun `gppscale search SPEC --refresh`"
+            )
+        items[role] = _parquet_to_items(data)
+    return FrozenSearch(items, manifest)
