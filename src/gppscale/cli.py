@@ -24,7 +24,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -34,9 +33,8 @@ from gppscale.errors import GppscaleError, SpecError
 
 if TYPE_CHECKING:
     from gppscale.config import RunSpec
-    from gppscale.io.search import RoleSummary
 
-__all__ = ["build_parser", "format_summaries", "main"]
+__all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -117,38 +115,6 @@ def _ensure_world(world_dir: Path, preset: str, seed: int) -> None:
     print(f"world written in {time.monotonic() - t0:.1f} s")
 
 
-def _fmt_time(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d")
-
-
-def format_summaries(summaries: Sequence[RoleSummary]) -> str:
-    """A plain-text table of :class:`~gppscale.io.search.RoleSummary` rows.
-
-    Example:
-        >>> from gppscale.io.search import RoleSummary
-        >>> print(format_summaries([RoleSummary("dem", "cop-dem-glo-30", 4, None, None, static=True)]))
-        role  collection      items  date range
-        ----  --------------  -----  -----------
-        dem   cop-dem-glo-30      4  - .. - (static)
-    """
-    rows = [
-        (
-            s.role,
-            s.collection,
-            str(s.items),
-            f"{_fmt_time(s.start)} .. {_fmt_time(s.end)}" + (" (static)" * s.static),
-        )
-        for s in summaries
-    ]
-    header = ("role", "collection", "items", "date range")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    lines = [header, tuple("-" * w for w in widths), *rows]
-    return "\n".join(
-        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:<{widths[3]}}".rstrip()
-        for r in lines
-    )
-
-
 def _load_cli_spec(args: argparse.Namespace) -> RunSpec:
     from gppscale.config import load_spec, parse_override
 
@@ -187,29 +153,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     spec_path = _resolve_spec_path(args.spec, args.preset)
 
     from gppscale.config import load_spec
-    from gppscale.io.catalog import serve_catalog
-    from gppscale.io.search import summarize_search, years_to_datetime
+    from gppscale.runner import dask_client, run_cube, run_search
 
     world_dir, run_dir = (out / "world").resolve(), (out / "run").resolve()
     _ensure_world(world_dir, args.preset, args.seed)
     spec = load_spec(spec_path, overrides={"catalog.world": str(world_dir), "output.store": str(run_dir)})
-    roles = spec.collections
-    west, south, east, north = spec.area.bounds_lonlat()
-    bbox = (float(west), float(south), float(east), float(north))
-    when = years_to_datetime(spec.years)
-    with serve_catalog(world_dir) as url:
-        print(f"serving the world's STAC collections at {url}")
-        summaries = summarize_search(
-            url, roles.ids(), bbox, when, roles.STATIC_ROLES, optional_roles=roles.OPTIONAL_ROLES
-        )
+    t0 = time.monotonic()
+    progress = _progress_printer(t0)
+    frozen = run_search(spec, progress=progress)
+    with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
+        result = run_cube(spec, client=client, progress=progress)
     print()
-    print(format_summaries(summaries))
-    print()
-    print(f"run spec:  {spec_path}")
-    print(f"world:     {world_dir}")
-    print(f"STAC API:  {url} (stopped; serve it again with `gppscale catalog serve {world_dir}`)")
-    print(f"searched:  bbox {list(bbox)}, datetime {when} (static roles without datetime)")
-    print("This is the demo as far as the pipeline goes today: search. Later stages are not wired yet.")
+    print(f"run spec:   {spec_path}")
+    print(f"world:      {world_dir}")
+    print(f"search:     {sum(len(v) for v in frozen.items.values())} items frozen in {run_dir / 'search'}")
+    print(f"cube:       {result.url} ({result.written} regions written, {result.skipped} already done)")
+    print("            open it with xarray.open_zarr(path, consolidated=False)")
+    print(
+        "The pipeline runs as far as the predictor cube today; samples, training, prediction and validation"
+    )
+    print("arrive with the next issues.")
     return 0
 
 
@@ -256,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sub.set_defaults(func=func)
 
-    demo = commands.add_parser("demo", help="make a world, serve it and summarise what a run would search")
+    demo = commands.add_parser("demo", help="make a world and run the pipeline on it (search, cube so far)")
     demo.add_argument("--preset", choices=("small", "demo"), default="demo", help="world and run spec preset")
     demo.add_argument("--out", type=Path, default=None, help="output folder (default out/<preset>)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the world (default 0)")

@@ -32,7 +32,7 @@ def small_spec(world: Path, store: str, **extra: Any) -> RunSpec:
         "area": {"bbox": meta["bbox_lonlat"]},
         "years": meta["years"],
         "catalog": {"world": str(world)},
-        "grid": {"chunk_px": 128},
+        "grid": {"chunk_px": 128},  # 6 regions
         "output": {"store": store},
     }
     for key, value in extra.items():
@@ -256,3 +256,57 @@ def test_s3_store_on_a_multiprocess_cluster_gives_the_same_cube(
     assert _checksums(RunStore(s3_spec.output.store)) == _checksums(RunStore(spec.output.store))
     remote = xr.open_zarr(RunStore(s3_spec.output.store).zarr_store(CUBE_REL), consolidated=False)
     xr.testing.assert_identical(remote.load(), local_cube.load())
+
+
+def test_killed_cube_run_resumes_without_rewriting(
+    local_run: tuple[RunSpec, xr.Dataset], small_world: Path, tmp_path: Path
+) -> None:
+    import hashlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from gppscale.io.regions import read_region_records, records_rel
+
+    _, reference = local_run
+    store_dir = tmp_path / "run"
+    raw = small_spec(small_world, str(store_dir)).to_dict()
+    raw["cluster"] = {"mode": "local", "workers": 1, "threads_per_worker": 1}
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    records_dir = store_dir / records_rel(CUBE_REL)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gppscale.cli", "cube", str(spec_path)],
+        start_new_session=True,  # the LocalCluster's worker processes die with the group
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(records_dir.glob("*.json"))) < 2:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in records_dir.glob("*.json")}
+    assert 2 <= len(before) < 6
+
+    spec = parse_spec(raw)
+    result = run_cube(spec)
+    assert (result.regions, result.skipped, result.written) == (6, len(before), 6 - len(before))
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in records_dir.glob("*.json")}
+    assert {k: after[k] for k in before} == before  # finished regions were not rewritten
+
+    cube = xr.open_zarr(store_dir / CUBE_REL, consolidated=False).load()
+    xr.testing.assert_equal(cube, reference.load())  # same values as the uninterrupted run
+    for name, record in read_region_records(RunStore(str(store_dir)), CUBE_REL).items():
+        part = cube.isel(y=slice(*record["y"]), x=slice(*record["x"]))
+        for var, digest in record["checksums"].items():
+            assert hashlib.sha256(np.ascontiguousarray(part[var].values).tobytes()).hexdigest() == digest, (
+                name,
+                var,
+            )

@@ -5,24 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gppscale import __version__, cli
 from gppscale.errors import WorldError
-from gppscale.io.search import RoleSummary
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("world", "catalog", "demo"):
+    for command in ("world", "catalog", "search", "cube", "demo"):
         assert command in out
 
 
-@pytest.mark.parametrize("argv", [["world", "--help"], ["catalog", "serve", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["world", "--help"],
+        ["catalog", "serve", "--help"],
+        ["search", "--help"],
+        ["cube", "--help"],
+        ["demo", "--help"],
+    ],
+)
 def test_subcommand_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(argv) == 0
     assert "usage: gppscale" in capsys.readouterr().out
@@ -100,22 +107,6 @@ def test_world_matches(tmp_path: Path, meta: dict[str, object] | None, expected:
 def test_world_matches_ignores_a_broken_file(tmp_path: Path) -> None:
     (tmp_path / "world.json").write_text("{")
     assert not cli.world_matches(tmp_path, "small", 0)
-
-
-def test_format_summaries() -> None:
-    t0, t1 = datetime(2020, 1, 15, tzinfo=UTC), datetime(2020, 12, 31, tzinfo=UTC)
-    table = cli.format_summaries(
-        [
-            RoleSummary("landsat", "landsat-c2-l2", 46, t0, t1),
-            RoleSummary("dem", "cop-dem-glo-30", 4, None, None, static=True),
-        ]
-    )
-    assert table.splitlines() == [
-        "role     collection      items  date range",
-        "-------  --------------  -----  ------------------------",
-        "landsat  landsat-c2-l2      46  2020-01-15 .. 2020-12-31",
-        "dem      cop-dem-glo-30      4  - .. - (static)",
-    ]
 
 
 class FakeMakeWorld:

@@ -315,7 +315,9 @@ def meteo_predictors(
     z_native = dem_elevation(spec, dem_items, native.odc.geobox, 1024, patch_url, resampling="average")
     reduced = quarterly.assign(tmean=temperature_to_sea_level(quarterly.tmean, z_native, lapse))
     reduced = reduced.odc.assign_crs(native.odc.crs)  # the quarterly stage keeps no CRS coordinate
-    fine = reduced.odc.reproject(plan.geobox, resampling="bilinear")
+    # Output chunks default to the *source* chunk shape (a few coarse cells): tens of thousands of tiny
+    # warps. Ask for the cube's chunks instead.
+    fine = reduced.odc.reproject(plan.geobox, resampling="bilinear", chunks=(plan.chunk_px, plan.chunk_px))
     fine = fine.chunk({"time": 1, "y": plan.chunk_px, "x": plan.chunk_px})
     fine = fine.assign_coords(y=topo.y, x=topo.x)
     factor = xr.concat(
