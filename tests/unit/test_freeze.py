@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,3 +86,28 @@ def test_scale_offset_agrees_or_fails() -> None:
     b["assets"]["red"]["raster:bands"] = [{"scale": 1e-4, "offset": 0.0}]  # type: ignore[index]
     with pytest.raises(CatalogError, match=r"LC08_x.*LC08_y"):
         scale_offset_of([a, b], "red", "landsat")
+
+
+def test_planetary_computer_signing_names_the_extra() -> None:
+    from gppscale.errors import MissingDependencyError
+    from gppscale.io.access import resolve_patch_url
+
+    assert resolve_patch_url("none") is None
+    try:
+        import planetary_computer  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingDependencyError, match=r"gppscale\[pc\]"):
+            resolve_patch_url("planetary-computer")
+    else:
+        assert callable(resolve_patch_url("planetary-computer"))
+
+
+def test_href_checks(tmp_path: Path) -> None:
+    from gppscale.io.access import missing_hrefs
+
+    real = tmp_path / "a.tif"
+    real.write_bytes(b"x")
+    assert missing_hrefs([real.as_uri(), (tmp_path / "b.tif").as_uri(), "ftp://x/y"]) == {
+        (tmp_path / "b.tif").as_uri(),
+        "ftp://x/y",
+    }
