@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import xarray as xr
 from pystac_client import Client
 from pystac_client.exceptions import APIError
 
@@ -263,7 +264,7 @@ def test_cli_serve_stops_on_sigterm(tiny_world: Path, rustac_exe: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_summarises_every_role_of_the_small_world(
+def test_demo_searches_every_role_and_builds_the_cube(
     small_world: Path, rustac_exe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = Path(__file__).resolve().parents[2] / "pipeline" / "small.yaml"
@@ -272,11 +273,14 @@ def test_demo_summarises_every_role_of_the_small_world(
     assert cli.main(["demo", "--preset", "small", "--out", str(tmp_path), "--spec", str(spec)]) == 0
     out = capsys.readouterr().out
     assert "reusing world 'small' (seed 0)" in out
-    rows = {
-        line.split()[0]: line.split()
-        for line in out.splitlines()
-        if line.split()[:1] and line.split()[0] in roles
-    }
-    assert sorted(rows) == sorted(roles)
-    assert all(int(row[2]) > 0 for row in rows.values())
-    assert "STAC API:  http://127.0.0.1:" in out
+    rows = [line.split("] search: ", 1)[1].split() for line in out.splitlines() if "] search: " in line]
+    searched = {row[0]: int(row[2]) for row in rows if len(row) > 2 and row[2].isdigit()}
+    assert sorted(searched) == sorted(roles)
+    assert all(n > 0 for n in searched.values())
+    assert "cube: 1/1 regions written (100 %)" in out
+    cube = xr.open_zarr(tmp_path / "run" / "cube.zarr", consolidated=False)
+    assert int(cube.n_clear.max()) > 0
+    # a second demo reuses the world, the frozen search and every written region
+    assert cli.main(["demo", "--preset", "small", "--out", str(tmp_path), "--spec", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "reusing the frozen search" in out and "0 regions written, 1 already done" in out

@@ -143,8 +143,10 @@ def _cloud_ok(item: Mapping[str, Any], max_pct: float) -> bool:
 
 def search_fingerprint(spec: RunSpec, url: str) -> str:
     """A digest of everything that decides what the search returns."""
+    # A world is served on a new port each time: name it by its folder, not by the server's address.
+    source = str(spec.catalog.world) if spec.catalog.world is not None else url
     query = {
-        "url": url,
+        "catalog": source,
         "bbox": spec.area.bounds_lonlat(),
         "years": list(spec.years),
         "collections": spec.collections.model_dump(mode="json"),
