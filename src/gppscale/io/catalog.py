@@ -127,22 +127,27 @@ def world_collection_ids(hrefs: Sequence[Path]) -> list[str]:
     return ids
 
 
-def find_rustac() -> Path:
-    """Locate the ``rustac`` executable: next to ``sys.executable`` first (the venv), then on ``PATH``.
+def find_executable(name: str, install: str) -> Path:
+    """Locate a command-line tool: next to ``sys.executable`` first (the venv), then on ``PATH``.
 
     Raises:
-        MissingDependencyError: If neither has it.
+        MissingDependencyError: If neither has it; the message says ``install``.
     """
-    beside = Path(sys.executable).parent / "rustac"
+    beside = Path(sys.executable).parent / name
     if beside.is_file() and os.access(beside, os.X_OK):
         return beside
-    found = shutil.which("rustac")
+    found = shutil.which(name)
     if found is None:
         raise MissingDependencyError(
-            "the `rustac` executable was not found next to the Python interpreter "
-            f"({str(beside.parent)!r}) or on PATH; install it with `pip install rustac`"
+            f"the `{name}` executable was not found next to the Python interpreter "
+            f"({str(beside.parent)!r}) or on PATH; install it with {install}"
         )
     return Path(found)
+
+
+def find_rustac() -> Path:
+    """Locate the ``rustac`` executable (see :func:`find_executable`)."""
+    return find_executable("rustac", "`pip install rustac`")
 
 
 def collections_ready(url: str, expected: Sequence[str], timeout_s: float = 0.5) -> bool:

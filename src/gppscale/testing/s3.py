@@ -13,9 +13,7 @@ Example:
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -26,8 +24,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from gppscale.errors import MissingDependencyError, StoreError
-from gppscale.io.catalog import free_loopback_port
+from gppscale.errors import StoreError
+from gppscale.io.catalog import find_executable, free_loopback_port
 
 __all__ = ["find_moto_server", "make_bucket", "moto_server", "s3_env"]
 
@@ -46,16 +44,7 @@ def find_moto_server() -> Path:
     Raises:
         MissingDependencyError: If it is not installed.
     """
-    beside = Path(sys.executable).parent / "moto_server"
-    if beside.is_file():
-        return beside
-    found = shutil.which("moto_server")
-    if found is None:
-        raise MissingDependencyError(
-            "the `moto_server` executable was not found next to "
-            f"{sys.executable!r} nor on PATH; install it with `pip install 'gppscale[dev]'` (moto[server])"
-        )
-    return Path(found)
+    return find_executable("moto_server", "`pip install 'gppscale[dev]'` (moto[server])")
 
 
 def _answers(endpoint: str) -> bool:
