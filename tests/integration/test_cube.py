@@ -254,6 +254,28 @@ def test_s3_store_on_a_multiprocess_cluster_gives_the_same_cube(
         result = run_cube(s3_spec, client=client)
     assert result.written == result.regions
     assert _checksums(RunStore(s3_spec.output.store)) == _checksums(RunStore(spec.output.store))
+    # the region tasks the workers received name the store but carry no credentials
+    import os
+
+    import cloudpickle
+
+    from gppscale.io.cube import cube_fingerprint
+    from gppscale.io.regions import plan_region_writes, records_rel
+
+    store = RunStore(s3_spec.output.store)
+    frozen = load_frozen(store)
+    plan = plan_run(s3_spec)
+    store.remove(records_rel(CUBE_REL))  # so that every region gets a task again
+    tasks = plan_region_writes(
+        build_cube(s3_spec, plan, frozen),
+        store,
+        CUBE_REL,
+        fingerprint=cube_fingerprint(s3_spec, plan, frozen),
+    ).tasks
+    payload = cloudpickle.dumps(list(tasks.values()))
+    assert len(tasks) == result.regions and store.url.encode() in payload
+    for secret in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"):
+        assert os.environ[secret].encode() not in payload
     remote = xr.open_zarr(RunStore(s3_spec.output.store).zarr_store(CUBE_REL), consolidated=False)
     xr.testing.assert_identical(remote.load(), local_cube.load())
 
