@@ -64,6 +64,7 @@ __all__ = [
     "cube_fingerprint",
     "scale_offset_of",
     "window_of",
+    "windows_for",
 ]
 
 CUBE_VERSION = 1
@@ -265,7 +266,7 @@ def _native_res_m(item: Item, asset_key: str) -> float:
     return res * _M_PER_DEG if code in ("EPSG:4326", "4326") or res < 0.5 else res
 
 
-def _windows_for(times: np.ndarray, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
+def windows_for(times: np.ndarray, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
     """Window start/end of each loaded time step, from the items of that step."""
     by_time: dict[np.datetime64, tuple[np.datetime64, np.datetime64]] = {}
     for item in items:
@@ -309,7 +310,7 @@ def meteo_predictors(
         groupby="time",
     )
     native = native.rename({assets[v]: v for v in _METEO_VARS})
-    starts, ends = _windows_for(native.time.values, met_items)
+    starts, ends = windows_for(native.time.values, met_items)
     quarterly = quarterly_meteo(native, starts, ends, plan.quarters)
     lapse = spec.cube.lapse_rate_k_per_km / 1000.0
     z_native = dem_elevation(spec, dem_items, native.odc.geobox, 1024, patch_url, resampling="average")
