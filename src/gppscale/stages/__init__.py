@@ -9,8 +9,11 @@ Each module pairs a NumPy kernel with a thin xarray wrapper that keeps dask inpu
 * :mod:`~gppscale.stages.terrain`: slope, northness, eastness (Horn).
 * :mod:`~gppscale.stages.meteo`: quarterly meteorology, lapse rate, terrain radiation factor.
 * :mod:`~gppscale.stages.forest`: forest-type ids from land-cover codes.
+* :mod:`~gppscale.stages.coarse`: coarse GPP/NPP decoding and quarterly sums on the product's grid.
+* :mod:`~gppscale.stages.purity`: pure coarse cells per forest type, spatially blocked split.
 """
 
+from gppscale.stages.coarse import QUARTER_SUM_UNITS, RATE_UNITS, decode_coarse, quarterly_sums
 from gppscale.stages.composite import median_composite_kernel, quarterly_composite
 from gppscale.stages.forest import FOREST_TYPE_FILL, FOREST_TYPE_IDS, forest_type, forest_type_kernel
 from gppscale.stages.indices import add_indices, evi, kndvi, ndmi, ndvi, ndwi
@@ -22,6 +25,7 @@ from gppscale.stages.meteo import (
     temperature_at_elevation,
     temperature_to_sea_level,
 )
+from gppscale.stages.purity import PurityReport, blocked_split, select_pure
 from gppscale.stages.qa import (
     DEFAULT_MASKED,
     QA_BITS,
@@ -40,11 +44,16 @@ __all__ = [
     "FOREST_TYPE_IDS",
     "LAPSE_RATE_K_PER_M",
     "QA_BITS",
+    "QUARTER_SUM_UNITS",
+    "RATE_UNITS",
+    "PurityReport",
     "Quarter",
     "add_indices",
     "apply_scale_offset",
+    "blocked_split",
     "clear_kernel",
     "clear_mask",
+    "decode_coarse",
     "evi",
     "forest_type",
     "forest_type_kernel",
@@ -57,8 +66,10 @@ __all__ = [
     "overlap_days",
     "quarterly_composite",
     "quarterly_meteo",
+    "quarterly_sums",
     "quarters_of",
     "radiation_terrain_factor",
+    "select_pure",
     "temperature_at_elevation",
     "temperature_to_sea_level",
     "terrain",
