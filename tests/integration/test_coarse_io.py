@@ -67,3 +67,29 @@ def test_a_product_that_misses_part_of_the_area_is_an_error() -> None:
     check_covers(items, box(117.05, 42.05, 117.15, 42.15), "glass-gpp")
     with pytest.raises(NoDataError, match=r"glass-gpp does not cover.*117\.2"):
         check_covers(items, box(117.1, 42.1, 117.3, 42.15), "glass-gpp")
+
+
+def test_quarterly_sums_on_the_small_world(small_world: Path, tmp_path: Path) -> None:
+    from gppscale.io.coarse import coarse_quarterly
+
+    meta = json.loads((small_world / "world.json").read_text())
+    spec = parse_spec(
+        {
+            "name": "coarse",
+            "area": {"bbox": meta["bbox_lonlat"]},
+            "years": meta["years"],
+            "catalog": {"world": str(small_world)},
+            "output": {"store": str(tmp_path / "run")},
+        }
+    )
+    with serve_catalog(small_world) as url:
+        frozen = search_run(spec, url, RunStore(spec.output.store))
+    gpp = coarse_quarterly(spec, plan_run(spec), frozen.role("coarse_gpp"), "coarse_gpp").compute()
+    assert gpp.attrs["units"] == "gC m-2 quarter-1" and gpp.sizes["time"] == 4
+    means = np.nanmean(gpp.values, axis=(1, 2))
+    # temperate forest and grassland: summer dominates, winter is near zero, a plausible annual total
+    assert means.argmax() == 2 and means[0] < 0.1 * means[2]
+    assert 300.0 < means.sum() < 2000.0
+    npp = coarse_quarterly(spec, plan_run(spec), frozen.role("coarse_npp"), "coarse_npp").compute()
+    ratio = np.nansum(npp.values[2]) / np.nansum(gpp.values[2])
+    assert 0.35 < ratio < 0.65  # NPP = r * GPP with r about 0.45-0.55

@@ -30,11 +30,14 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
+from gppscale.config import RunSpec
 from gppscale.errors import CatalogError, NoDataError
 from gppscale.io.access import PatchUrl
 from gppscale.io.cube import windows_for
+from gppscale.plan import RunPlan
+from gppscale.stages.coarse import decode_coarse, quarterly_sums
 
-__all__ = ["area_window", "check_covers", "item_geobox", "load_native"]
+__all__ = ["area_window", "check_covers", "coarse_quarterly", "item_geobox", "load_native"]
 
 Item = Mapping[str, Any]
 
@@ -125,3 +128,24 @@ def load_native(
     starts, ends = windows_for(ds.time.values, items)
     raster: xr.DataArray = ds[asset_key]
     return raster, starts, ends
+
+
+def coarse_quarterly(
+    spec: RunSpec, plan: RunPlan, items: Sequence[Item], role: str, patch_url: PatchUrl | None = None
+) -> xr.DataArray:
+    """Quarterly sums (gC m-2 quarter-1) of a coarse role on its native window covering the run's area.
+
+    Raises:
+        NoDataError: If the role's items do not cover the area or a quarter has no window.
+    """
+    collection = getattr(spec.collections, role)
+    what = f"{collection.id!r} (role {role})"
+    if not items:
+        raise NoDataError(f"{what}: no items were frozen for this run")
+    check_covers(items, spec.area.geometry_lonlat(), what)
+    raster, starts, ends = load_native(
+        items, collection.assets["data"], plan.geobox.extent, patch_url=patch_url
+    )
+    rate = decode_coarse(raster, spec.coarse)
+    sums = quarterly_sums(rate, starts, ends, plan.quarters)
+    return sums.rename(role.removeprefix("coarse_")).assign_attrs(source=collection.id)
