@@ -9,10 +9,17 @@ Each module pairs a NumPy kernel with a thin xarray wrapper that keeps dask inpu
 * :mod:`~gppscale.stages.terrain`: slope, northness, eastness (Horn).
 * :mod:`~gppscale.stages.meteo`: quarterly meteorology, lapse rate, terrain radiation factor.
 * :mod:`~gppscale.stages.forest`: forest-type ids from land-cover codes.
+* :mod:`~gppscale.stages.aggregate`: fine→coarse area weights, weighted means, NDVI CV, forest-type mix.
 * :mod:`~gppscale.stages.coarse`: coarse GPP/NPP decoding and quarterly sums on the product's grid.
 * :mod:`~gppscale.stages.purity`: pure coarse cells per forest type, spatially blocked split.
 """
 
+from gppscale.stages.aggregate import (
+    aggregate_chunk,
+    aggregate_mean,
+    aggregate_stats,
+    fine_to_coarse_chunk,
+)
 from gppscale.stages.coarse import QUARTER_SUM_UNITS, RATE_UNITS, decode_coarse, quarterly_sums
 from gppscale.stages.composite import median_composite_kernel, quarterly_composite
 from gppscale.stages.forest import FOREST_TYPE_FILL, FOREST_TYPE_IDS, forest_type, forest_type_kernel
@@ -49,12 +56,16 @@ __all__ = [
     "PurityReport",
     "Quarter",
     "add_indices",
+    "aggregate_chunk",
+    "aggregate_mean",
+    "aggregate_stats",
     "apply_scale_offset",
     "blocked_split",
     "clear_kernel",
     "clear_mask",
     "decode_coarse",
     "evi",
+    "fine_to_coarse_chunk",
     "forest_type",
     "forest_type_kernel",
     "kndvi",
