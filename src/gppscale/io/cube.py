@@ -32,7 +32,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pyproj
 import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox
@@ -45,6 +44,7 @@ from gppscale.io.freeze import FrozenSearch, role_assets
 from gppscale.plan import RunPlan
 from gppscale.stages.composite import quarterly_composite
 from gppscale.stages.forest import FOREST_TYPE_FILL, forest_type
+from gppscale.stages.georef import spatial_ref
 from gppscale.stages.indices import add_indices
 from gppscale.stages.meteo import (
     quarterly_meteo,
@@ -369,7 +369,7 @@ def build_cube(
     )
     cube.attrs = {}
     cube = cube.drop_vars([c for c in cube.coords if c not in ("time", "y", "x")])
-    cube = cube.assign_coords(spatial_ref=_spatial_ref(plan.geobox))
+    cube = cube.assign_coords(spatial_ref=spatial_ref(plan.geobox))
     for name in cube.data_vars:
         cube[name].attrs["grid_mapping"] = "spatial_ref"
     cube.time.attrs.update(long_name="start of the calendar quarter")
@@ -383,20 +383,6 @@ def build_cube(
     )
     _warn_empty_quarters(frozen, plan)
     return cube
-
-
-def _spatial_ref(geobox: GeoBox) -> xr.DataArray:
-    crs = geobox.crs
-    if crs is None:
-        raise CatalogError("the target grid has no CRS")
-    t = geobox.transform
-    attrs = {
-        **pyproj.CRS.from_wkt(crs.to_wkt()).to_cf(),
-        "crs_wkt": crs.to_wkt(),
-        "spatial_ref": crs.to_wkt(),
-        "GeoTransform": f"{t.c} {t.a} {t.b} {t.f} {t.d} {t.e}",
-    }
-    return xr.DataArray(np.int32(crs.epsg or 0), attrs=attrs)
 
 
 def _warn_empty_quarters(frozen: FrozenSearch, plan: RunPlan) -> None:

@@ -45,6 +45,7 @@ from odc.geo.geobox import GeoBox
 
 from gppscale.errors import SpecError
 from gppscale.stages.forest import FOREST_TYPE_FILL, FOREST_TYPE_IDS
+from gppscale.stages.georef import spatial_ref
 
 __all__ = [
     "DEFAULT_SUPERSAMPLE",
@@ -367,23 +368,9 @@ def _layers_of(da: xr.DataArray, dtype: type[np.generic] | None = np.float32) ->
     return data if lead is not None else data[None]
 
 
-def _spatial_ref(coarse: GeoBox) -> xr.DataArray:
-    crs = coarse.crs
-    if crs is None:  # pragma: no cover - checked by _check_grids
-        raise SpecError("the coarse grid has no CRS")
-    t = coarse.transform
-    attrs = {
-        **pyproj.CRS.from_wkt(crs.to_wkt()).to_cf(),
-        "crs_wkt": crs.to_wkt(),
-        "spatial_ref": crs.to_wkt(),
-        "GeoTransform": f"{t.c} {t.a} {t.b} {t.f} {t.d} {t.e}",
-    }
-    return xr.DataArray(np.int32(crs.epsg or 0), attrs=attrs)
-
-
 def _coarse_coords(coarse: GeoBox) -> dict[Hashable, Any]:
     """``cy``/``cx`` cell-centre coordinates (2-D ``y``/``x`` centres for a rotated or sheared grid)."""
-    coords: dict[Hashable, Any] = {"spatial_ref": _spatial_ref(coarse)}
+    coords: dict[Hashable, Any] = {"spatial_ref": spatial_ref(coarse)}
     if coarse.axis_aligned:
         c = coarse.coords
         coords["cy"] = ("cy", np.asarray(c["y"].values), {"long_name": "coarse cell centre y", "units": "m"})
