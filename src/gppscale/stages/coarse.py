@@ -26,7 +26,7 @@ import xarray as xr
 
 from gppscale.config import CoarseSpec
 from gppscale.errors import NoDataError, SpecError
-from gppscale.stages.quarters import Quarter, overlap_days
+from gppscale.stages.quarters import Quarter, overlap_days, reduce_quarter
 
 __all__ = ["QUARTER_SUM_UNITS", "RATE_UNITS", "decode_coarse", "quarter_sum_kernel", "quarterly_sums"]
 
@@ -125,33 +125,6 @@ def quarter_sum_kernel(
     return out.astype(np.float32)
 
 
-def _sum_block(
-    rate_yxt: npt.NDArray[np.floating[Any]], weights_t: F64, days: int, min_coverage: float
-) -> F32:
-    return quarter_sum_kernel(np.moveaxis(rate_yxt, -1, 0), weights_t, days, min_coverage)
-
-
-def _quarter_sum(rate: xr.DataArray, weights: F64, days: int, min_coverage: float) -> xr.DataArray:
-    """One quarter's total from the windows with weight > 0 (all-NaN when none overlaps it)."""
-    idx = np.flatnonzero(weights > 0)
-    if idx.size == 0:
-        return xr.full_like(rate.isel(time=0, drop=True), np.nan, dtype=np.float32)
-    part = rate.isel(time=idx)
-    if part.chunks is not None:
-        # The quarter's windows in one time chunk, y/x chunks kept: the graph stays linear in y/x chunks.
-        part = part.chunk({"time": -1})
-    out: xr.DataArray = xr.apply_ufunc(
-        _sum_block,
-        part,
-        input_core_dims=[["time"]],
-        kwargs={"weights_t": weights[idx], "days": days, "min_coverage": min_coverage},
-        dask="parallelized",
-        output_dtypes=[np.float32],
-        keep_attrs=False,
-    )
-    return out
-
-
 def _check_windows(rate: xr.DataArray, window_start: Dates, window_end: Dates, min_coverage: float) -> None:
     if "time" not in rate.dims:
         raise SpecError(f"coarse rate has dims {rate.dims}, no 'time'; give it as (time, y, x)")
@@ -214,7 +187,13 @@ def quarterly_sums(
     _check_windows(rate, window_start, window_end, float(min_coverage))
     var = rate.transpose("time", ...).astype(np.float32)
     parts = [
-        _quarter_sum(var, overlap_days(window_start, window_end, q), q.days, float(min_coverage))
+        reduce_quarter(
+            var,
+            overlap_days(window_start, window_end, q),
+            quarter_sum_kernel,
+            days=q.days,
+            min_coverage=float(min_coverage),
+        )
         for q in quarters
     ]
     stacked = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override")

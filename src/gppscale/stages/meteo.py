@@ -16,13 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
-import dask.array as dsa
 import numpy as np
 import numpy.typing as npt
 import xarray as xr
 
 from gppscale.errors import MissingAssetError, SpecError
-from gppscale.stages.quarters import Quarter, overlap_days
+from gppscale.stages.quarters import Quarter, overlap_days, reduce_quarter
 
 __all__ = [
     "DIFFUSE_FRACTION",
@@ -77,43 +76,6 @@ def weighted_mean_kernel(values_tyx: npt.NDArray[np.floating[Any]], weights_t: F
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(den > 0, num / den, np.nan)
     return mean.astype(np.float32)
-
-
-def _weighted_mean_block(values_yxt: npt.NDArray[np.floating[Any]], weights_t: F64) -> F32:
-    return weighted_mean_kernel(np.moveaxis(values_yxt, -1, 0), weights_t)
-
-
-def _quarter_mean(var: xr.DataArray, weights: F64) -> xr.DataArray:
-    """Weighted mean over the time steps with weight > 0 (all-NaN when there are none)."""
-    idx = np.flatnonzero(weights > 0)
-    if idx.size == 0:
-        return _nan_frame(var)
-    part = var.isel(time=idx)
-    if part.chunks is not None:
-        # The whole quarter in one time chunk, y/x chunks kept: the graph stays linear in y/x chunks.
-        part = part.chunk({"time": -1})
-    out: xr.DataArray = xr.apply_ufunc(
-        _weighted_mean_block,
-        part,
-        input_core_dims=[["time"]],
-        kwargs={"weights_t": weights[idx]},
-        dask="parallelized",
-        output_dtypes=[np.float32],
-        keep_attrs=False,
-    )
-    return out
-
-
-def _nan_frame(var: xr.DataArray) -> xr.DataArray:
-    """All-NaN float32 like one time step of ``var`` (lazy, same chunks, when ``var`` is)."""
-    dims = tuple(d for d in var.dims if d != "time")
-    shape = tuple(var.sizes[d] for d in dims)
-    coords = {k: v for k, v in var.coords.items() if "time" not in v.dims}
-    if var.chunks is None:
-        return xr.DataArray(np.full(shape, np.nan, np.float32), dims=dims, coords=coords)
-    chunks = tuple(var.chunksizes[d] for d in dims)
-    data = dsa.full(shape, np.nan, dtype=np.float32, chunks=chunks)  # type: ignore[no-untyped-call,unused-ignore]
-    return xr.DataArray(data, dims=dims, coords=coords)
 
 
 def _check_met(met: xr.Dataset, window_start: Dates, window_end: Dates) -> None:
@@ -176,7 +138,10 @@ def quarterly_meteo(
     out = {}
     for name in METEO_VARS:
         var = met[name].transpose("time", ...).astype(np.float32)
-        parts = [_quarter_mean(var, overlap_days(window_start, window_end, q)) for q in quarters]
+        parts = [
+            reduce_quarter(var, overlap_days(window_start, window_end, q), weighted_mean_kernel)
+            for q in quarters
+        ]
         if name == "prcp":
             parts = [p * np.float32(q.days) for p, q in zip(parts, quarters, strict=True)]
         stacked = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override")

@@ -15,15 +15,18 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import dask.array as dsa
 import numpy as np
 import numpy.typing as npt
+import xarray as xr
 
 from gppscale.errors import SpecError
 
-__all__ = ["Quarter", "overlap_days", "quarters_of"]
+__all__ = ["Quarter", "nan_frame", "overlap_days", "quarters_of", "reduce_quarter"]
 
 _ONE_DAY = np.timedelta64(1, "D")
 
@@ -121,3 +124,51 @@ def overlap_days(
     hi = np.minimum(end, quarter.end)
     days = (hi - lo) / _ONE_DAY
     return np.asarray(np.nan_to_num(np.maximum(days, 0.0), nan=0.0), dtype=np.float64)
+
+
+def nan_frame(var: xr.DataArray) -> xr.DataArray:
+    """All-NaN float32 like one time step of ``var`` (lazy, same chunks, when ``var`` is)."""
+    dims = tuple(d for d in var.dims if d != "time")
+    shape = tuple(var.sizes[d] for d in dims)
+    coords = {k: v for k, v in var.coords.items() if "time" not in v.dims}
+    if var.chunks is None:
+        return xr.DataArray(np.full(shape, np.nan, np.float32), dims=dims, coords=coords)
+    chunks = tuple(var.chunksizes[d] for d in dims)
+    data = dsa.full(shape, np.nan, dtype=np.float32, chunks=chunks)  # type: ignore[no-untyped-call,unused-ignore]
+    return xr.DataArray(data, dims=dims, coords=coords)
+
+
+QuarterKernel = Callable[..., npt.NDArray[np.float32]]
+"""``kernel(values_tyx, weights_t, **kw)`` -> float32 (y, x)."""
+
+
+def _time_first(
+    values_yxt: npt.NDArray[Any], kernel: QuarterKernel, weights_t: npt.NDArray[Any], **kw: float
+) -> npt.NDArray[np.float32]:
+    return kernel(np.moveaxis(values_yxt, -1, 0), weights_t, **kw)
+
+
+def reduce_quarter(
+    var: xr.DataArray, weights: npt.NDArray[Any], kernel: QuarterKernel, **kw: float
+) -> xr.DataArray:
+    """``kernel(values_tyx, weights_t, **kw)`` over the time steps with weight > 0, as float32 (y, x).
+
+    The quarter's steps go into one time chunk with y/x chunks kept, so the graph stays linear in the
+    number of y/x chunks; a quarter without steps gives all-NaN (:func:`nan_frame`).
+    """
+    idx = np.flatnonzero(weights > 0)
+    if idx.size == 0:
+        return nan_frame(var)
+    part = var.isel(time=idx)
+    if part.chunks is not None:
+        part = part.chunk({"time": -1})
+    out: xr.DataArray = xr.apply_ufunc(
+        _time_first,
+        part,
+        input_core_dims=[["time"]],
+        kwargs={"kernel": kernel, "weights_t": weights[idx], **kw},
+        dask="parallelized",
+        output_dtypes=[np.float32],
+        keep_attrs=False,
+    )
+    return out
