@@ -11,18 +11,20 @@ import pytest
 import rasterio
 from shapely.geometry import box
 
-from gppscale.config import parse_spec
+from gppscale.config import RunSpec, parse_spec
 from gppscale.errors import NoDataError
 from gppscale.io.catalog import serve_catalog
 from gppscale.io.coarse import check_covers, item_geobox, load_native
-from gppscale.io.freeze import search_run
+from gppscale.io.freeze import FrozenSearch, search_run
 from gppscale.io.store import RunStore
 from gppscale.plan import plan_run
 
 pytestmark = pytest.mark.integration
 
 
-def test_native_window_keeps_the_sinusoidal_lattice_and_values(small_world: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def searched(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSpec, FrozenSearch]:
+    """A run spec over the whole small world and its frozen search."""
     meta = json.loads((small_world / "world.json").read_text())
     spec = parse_spec(
         {
@@ -30,11 +32,17 @@ def test_native_window_keeps_the_sinusoidal_lattice_and_values(small_world: Path
             "area": {"bbox": meta["bbox_lonlat"]},
             "years": meta["years"],
             "catalog": {"world": str(small_world)},
-            "output": {"store": str(tmp_path / "run")},
+            "output": {"store": str(tmp_path_factory.mktemp("run"))},
         }
     )
     with serve_catalog(small_world) as url:
-        frozen = search_run(spec, url, RunStore(spec.output.store))
+        return spec, search_run(spec, url, RunStore(spec.output.store))
+
+
+def test_native_window_keeps_the_sinusoidal_lattice_and_values(
+    searched: tuple[RunSpec, FrozenSearch],
+) -> None:
+    spec, frozen = searched
     items = frozen.role("coarse_gpp")
     plan = plan_run(spec)
     raster, starts, ends = load_native(items, "data", plan.geobox.extent)
@@ -69,21 +77,10 @@ def test_a_product_that_misses_part_of_the_area_is_an_error() -> None:
         check_covers(items, box(117.1, 42.1, 117.3, 42.15), "glass-gpp")
 
 
-def test_quarterly_sums_on_the_small_world(small_world: Path, tmp_path: Path) -> None:
+def test_quarterly_sums_on_the_small_world(searched: tuple[RunSpec, FrozenSearch]) -> None:
     from gppscale.io.coarse import coarse_quarterly
 
-    meta = json.loads((small_world / "world.json").read_text())
-    spec = parse_spec(
-        {
-            "name": "coarse",
-            "area": {"bbox": meta["bbox_lonlat"]},
-            "years": meta["years"],
-            "catalog": {"world": str(small_world)},
-            "output": {"store": str(tmp_path / "run")},
-        }
-    )
-    with serve_catalog(small_world) as url:
-        frozen = search_run(spec, url, RunStore(spec.output.store))
+    spec, frozen = searched
     gpp = coarse_quarterly(spec, plan_run(spec), frozen.role("coarse_gpp"), "coarse_gpp").compute()
     assert gpp.attrs["units"] == "gC m-2 quarter-1" and gpp.sizes["time"] == 4
     means = np.nanmean(gpp.values, axis=(1, 2))
