@@ -4,6 +4,8 @@ Commands:
 
 * ``gppscale world --preset small|demo|basin --out DIR [--seed N]`` writes a synthetic world.
 * ``gppscale catalog serve DIR [--port P]`` serves a world's STAC collections until Ctrl-C.
+* ``gppscale search|cube|samples SPEC [--set KEY=VALUE]`` runs the pipeline up to that stage (each
+  stage runs the earlier ones first when their outputs are missing or stale; finished work is reused).
 * ``gppscale demo [--preset small|demo] [--out DIR] [--seed N] [--spec FILE]`` makes (or reuses) a
   world under ``DIR/world``, serves it, and summarises what a run would find in each collection.
 
@@ -22,6 +24,7 @@ import argparse
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,10 +32,11 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from gppscale import __version__
-from gppscale.errors import GppscaleError, SpecError
+from gppscale.errors import DataWarning, GppscaleError, SpecError
 
 if TYPE_CHECKING:
     from gppscale.config import RunSpec
+    from gppscale.io.samples import SamplesResult
 
 __all__ = ["build_parser", "main"]
 
@@ -148,12 +152,37 @@ def _cmd_cube(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_counts(result: SamplesResult) -> None:
+    print(f"samples: {result.url}: {result.rows} rows, {result.cells} coarse cells ({result.status})")
+    print(f"  {'type':<11} {'cells':>6} {'pure':>5} {'train':>6} {'test':>5}  purity")
+    actions = {r.forest_type: r for r in result.reports}
+    for name, c in result.counts.items():
+        r = actions.get(name)
+        how = "" if r is None else f"{r.action} (min_type_fraction {r.min_type_fraction})"
+        print(f"  {name:<11} {c['cells']:>6} {c['pure']:>5} {c['train']:>6} {c['test']:>5}  {how}")
+
+
+def _cmd_samples(args: argparse.Namespace) -> int:
+    from gppscale.runner import dask_client, run_cube, run_samples, run_search
+
+    spec = _load_cli_spec(args)
+    t0 = time.monotonic()
+    progress = _progress_printer(t0)
+    run_search(spec, progress=progress)
+    with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
+        run_cube(spec, client=client, progress=progress)
+        result = run_samples(spec, client=client, progress=progress)
+    _print_counts(result)
+    print(f"samples: done in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out if args.out is not None else Path("out") / args.preset
     spec_path = _resolve_spec_path(args.spec, args.preset)
 
     from gppscale.config import load_spec
-    from gppscale.runner import dask_client, run_cube, run_search
+    from gppscale.runner import dask_client, run_cube, run_samples, run_search
 
     world_dir, run_dir = (out / "world").resolve(), (out / "run").resolve()
     _ensure_world(world_dir, args.preset, args.seed)
@@ -163,15 +192,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     frozen = run_search(spec, progress=progress)
     with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
         result = run_cube(spec, client=client, progress=progress)
+        samples = run_samples(spec, client=client, progress=progress)
     print()
     print(f"run spec:   {spec_path}")
     print(f"world:      {world_dir}")
     print(f"search:     {sum(len(v) for v in frozen.items.values())} items frozen in {run_dir / 'search'}")
     print(f"cube:       {result.url} ({result.written} regions written, {result.skipped} already done)")
     print("            open it with xarray.open_zarr(path, consolidated=False)")
-    print(
-        "The pipeline runs as far as the predictor cube today; samples, training, prediction and validation"
-    )
+    _print_counts(samples)
+    print("            read it with gppscale.io.samples.read_samples(RunStore(path)) or pandas.read_parquet")
+    print("The pipeline runs as far as the training samples today; training, prediction and validation")
     print("arrive with the next issues.")
     return 0
 
@@ -203,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("search", _cmd_search, "search the spec's catalog and freeze the items (stac-geoparquet)"),
         ("cube", _cmd_cube, "build the 30 m predictor cube Zarr (searches first if needed; resumable)"),
+        ("samples", _cmd_samples, "aggregate the cube to the coarse grid, flag pure cells, split (Parquet)"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("spec", type=Path, help="run spec YAML")
@@ -219,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sub.set_defaults(func=func)
 
-    demo = commands.add_parser("demo", help="make a world and run the pipeline on it (search, cube so far)")
+    demo = commands.add_parser(
+        "demo", help="make a world and run the pipeline on it (search, cube, samples so far)"
+    )
     demo.add_argument("--preset", choices=("small", "demo"), default="demo", help="world and run spec preset")
     demo.add_argument("--out", type=Path, default=None, help="output folder (default out/<preset>)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the world (default 0)")
@@ -231,6 +264,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+@contextmanager
+def _data_warnings_as_lines() -> Iterator[None]:
+    """Show each :class:`~gppscale.errors.DataWarning` as ``warning: <message>`` on stderr."""
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            previous(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -250,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     handler: Handler = args.func
     try:
-        return handler(args)
+        with _data_warnings_as_lines():
+            return handler(args)
     except GppscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

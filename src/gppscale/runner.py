@@ -28,7 +28,9 @@ from gppscale.plan import plan_run
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["CUBE_REL", "CubeResult", "catalog_url", "dask_client", "run_cube", "run_search"]
+    from gppscale.io.samples import SamplesResult
+
+__all__ = ["CUBE_REL", "CubeResult", "catalog_url", "dask_client", "run_cube", "run_samples", "run_search"]
 
 CUBE_REL = "cube.zarr"
 """The predictor cube's place in the run store."""
@@ -134,3 +136,31 @@ def run_cube(spec: RunSpec, *, client: Client | None = None, progress: Progress 
 
     summary = write_regions(cube, store, CUBE_REL, fingerprint=fingerprint, client=client, progress=report)
     return CubeResult(store.join(CUBE_REL), summary.total, summary.written, summary.skipped, status)
+
+
+def run_samples(spec: RunSpec, *, client: Client | None = None, progress: Progress = _quiet) -> SamplesResult:
+    """Stage 4: aggregate the finished cube to the coarse grid, join GPP/NPP, flag pure cells and split.
+
+    Raises:
+        StoreError: If the cube is missing or unfinished (run ``gppscale cube SPEC``).
+    """
+    from gppscale.io.access import configure_reading, resolve_patch_url
+    from gppscale.io.regions import open_complete
+    from gppscale.io.samples import write_samples
+
+    store = RunStore(spec.output.store)
+    store.check_writable()
+    plan = plan_run(spec)
+    frozen = load_frozen(store)
+    cube = open_complete(store, CUBE_REL, what="the predictor cube", fix="run `gppscale cube SPEC` first")
+    configure_reading(spec.catalog.requester_pays, client)
+    return write_samples(
+        spec,
+        plan,
+        store,
+        cube,
+        frozen,
+        patch_url=resolve_patch_url(spec.catalog.sign),
+        client=client,
+        progress=progress,
+    )

@@ -37,7 +37,7 @@ from gppscale.io.cube import windows_for
 from gppscale.plan import RunPlan
 from gppscale.stages.coarse import decode_coarse, quarterly_sums
 
-__all__ = ["area_window", "check_covers", "coarse_quarterly", "item_geobox", "load_native"]
+__all__ = ["area_window", "check_covers", "coarse_grid", "coarse_quarterly", "item_geobox", "load_native"]
 
 Item = Mapping[str, Any]
 
@@ -128,6 +128,18 @@ def load_native(
     starts, ends = windows_for(ds.time.values, items)
     raster: xr.DataArray = ds[asset_key]
     return raster, starts, ends
+
+
+def coarse_grid(spec: RunSpec, plan: RunPlan, items: Sequence[Item], role: str) -> GeoBox:
+    """The window of a coarse role's native grid that covers the run's 30 m grid (what it is loaded on).
+
+    Raises:
+        NoDataError: If the role has no items.
+    """
+    collection = getattr(spec.collections, role)
+    if not items:
+        raise NoDataError(f"{collection.id!r} (role {role}): no items were frozen for this run")
+    return area_window(item_geobox(items[0], collection.assets["data"]), plan.geobox.extent)
 
 
 def coarse_quarterly(

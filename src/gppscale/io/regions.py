@@ -59,6 +59,7 @@ __all__ = [
     "RegionSummary",
     "chunk_regions",
     "create_template",
+    "open_complete",
     "plan_region_writes",
     "read_region_records",
     "records_rel",
@@ -470,6 +471,33 @@ def _note(e: BaseException, store: RunStore, rel: str, what: str) -> None:
 
 # dask and distributed ship partial annotations; their untyped calls below are marked one by one.
 OnDone = Callable[[str, dict[str, str]], None]
+
+
+def open_complete(store: RunStore, rel: str, *, what: str = "the cube", fix: str = "") -> xr.Dataset:
+    """Open the Zarr store at ``rel`` lazily, after checking that every region was written.
+
+    A region counts as written when its completion record carries the store's fingerprint, so a store
+    left half-written by a killed run is never read as if it were whole.
+
+    Raises:
+        StoreError: If the store is missing, has no fingerprint or a region is not written; the message
+            says ``fix`` (e.g. "run `gppscale cube SPEC`").
+    """
+    present, fingerprint = _store_fingerprint(store, rel)
+    if not present or fingerprint is None:
+        state = "does not exist" if not present else "was never finished (no fingerprint)"
+        raise StoreError(f"{what} {store.join(rel)!r} {state}; {fix or 'write it first'}")
+    ds: xr.Dataset = xr.open_zarr(store.zarr_store(rel, read_only=True), consolidated=False)
+    regions = chunk_regions(*_region_shape(store, rel, ds))
+    records = read_region_records(store, rel)
+    missing = [r.name for r in regions if records.get(r.name, {}).get("fingerprint") != fingerprint]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise StoreError(
+            f"{what} {store.join(rel)!r} is incomplete: {len(missing)} of {len(regions)} regions are not "
+            f"written ({', '.join(missing[:5])}{more}); {fix or 'finish writing it first'}"
+        )
+    return ds
 
 
 def _run_local(tasks: Mapping[str, Delayed], batch: int, on_done: OnDone) -> None:

@@ -396,7 +396,8 @@ def _wrap(
     coords = _coarse_coords(coarse)
     if lead is None:
         return xr.DataArray(data_lyx[0], dims=("cy", "cx"), coords=coords, attrs=attrs or {})
-    coords.update({k: v for k, v in like.coords.items() if set(v.dims) <= {lead}})
+    # Only coordinates along the leading dim: a scalar one such as the fine grid's spatial_ref is wrong here.
+    coords.update({k: v for k, v in like.coords.items() if v.dims == (lead,)})
     return xr.DataArray(data_lyx, dims=(lead, "cy", "cx"), coords=coords, attrs=attrs or {})
 
 
