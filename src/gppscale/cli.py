@@ -186,7 +186,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     world_dir, run_dir = (out / "world").resolve(), (out / "run").resolve()
     _ensure_world(world_dir, args.preset, args.seed)
-    spec = load_spec(spec_path, overrides={"catalog.world": str(world_dir), "output.store": str(run_dir)})
+    # The demo owns its run folder: a run made by another version or spec there is replaced.
+    overrides = {"catalog.world": str(world_dir), "output.store": str(run_dir), "output.overwrite": True}
+    spec = load_spec(spec_path, overrides=overrides)
     t0 = time.monotonic()
     progress = _progress_printer(t0)
     frozen = run_search(spec, progress=progress)
