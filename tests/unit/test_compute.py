@@ -1,0 +1,50 @@
+"""compute(): the same values on the local scheduler and on a distributed client, with progress lines."""
+
+from __future__ import annotations
+
+import doctest
+import time
+
+import dask.array as da
+import numpy as np
+from dask.delayed import delayed
+from distributed import Client, LocalCluster
+
+import gppscale.compute as compute_mod
+from gppscale.compute import compute
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(compute_mod).failed == 0
+
+
+def _slow(x: int) -> int:
+    time.sleep(0.3)
+    return x
+
+
+def test_local_reports_task_shares() -> None:
+    lines: list[str] = []
+    parts = [delayed(_slow)(i) for i in range(4)]
+    total = delayed(sum)(parts)
+    (value,) = compute(total, progress=lines.append, what="work", every_s=0.1)
+    assert value == 6
+    assert any(line.startswith("work: ") and "tasks (" in line for line in lines), lines
+    assert lines[-1].startswith("work: done in ")
+
+
+def test_distributed_client_gives_the_same_values_and_reports() -> None:
+    x = da.arange(100, chunks=10)
+    lines: list[str] = []
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        slow = delayed(_slow)(5)
+        total, doubled, five = compute(
+            x.sum(), x * 2, slow, client=client, progress=lines.append, what="w", every_s=0.1
+        )
+    assert int(total) == 4950 and five == 5
+    np.testing.assert_array_equal(doubled, np.arange(100) * 2)
+    assert any("tasks running on the cluster" in line for line in lines), lines
+    assert lines[-1].startswith("w: done in ")
