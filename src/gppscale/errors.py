@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "CatalogError",
+    "CheckpointError",
     "DataWarning",
     "GppscaleError",
     "MissingAssetError",
@@ -61,6 +62,10 @@ class MissingAssetError(GppscaleError, KeyError):
 
 class StoreError(GppscaleError, RuntimeError):
     """The run store cannot be read or written, or holds outputs of another run."""
+
+
+class CheckpointError(GppscaleError, ValueError):
+    """A model checkpoint is missing, truncated, tampered with or does not match its metadata."""
 
 
 class DataWarning(UserWarning):
