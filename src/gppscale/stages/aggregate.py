@@ -53,6 +53,7 @@ __all__ = [
     "aggregate_mean",
     "aggregate_stats",
     "fine_to_coarse_chunk",
+    "pixel_cells",
 ]
 
 DEFAULT_SUPERSAMPLE = 5
@@ -176,6 +177,27 @@ def fine_to_coarse_chunk(
     )
     weights.sort_indices()
     return weights
+
+
+def pixel_cells(
+    fine_geobox: GeoBox, coarse_geobox: GeoBox, y_slice: slice = slice(None), x_slice: slice = slice(None)
+) -> npt.NDArray[np.int64]:
+    """The coarse cell (flat, row-major; -1 outside the grid) holding each fine pixel's centre.
+
+    Returns an array shaped like the window ``(rows, cols)`` of the fine grid.
+
+    Example:
+        >>> from affine import Affine
+        >>> fine = GeoBox((1, 4), Affine(30, 0, 0, 0, -30, 30), "EPSG:32650")
+        >>> coarse = GeoBox((1, 2), Affine(40, 0, 0, 0, -30, 30), "EPSG:32650")
+        >>> pixel_cells(fine, coarse).tolist()  # pixel centres at x = 15, 45, 75 and 105 m
+        [[0, 1, 1, -1]]
+    """
+    rows = _resolve_slice(y_slice, fine_geobox.shape.y, "y_slice")
+    cols = _resolve_slice(x_slice, fine_geobox.shape.x, "x_slice")
+    x, y = _subpoints_xy(fine_geobox, rows, cols, 1)
+    cell = _coarse_cell_of(x, y, fine_geobox, coarse_geobox)
+    return cell.reshape(rows[1] - rows[0], cols[1] - cols[0])
 
 
 # --- kernel ----------------------------------------------------------------------------------------
