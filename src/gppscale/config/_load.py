@@ -29,8 +29,10 @@ PATH_KEYS: tuple[Loc, ...] = (
     ("validation", "towers_dir"),
     ("validation", "plots"),
     ("validation", "truth"),
+    ("collections", "coarse_gpp", "files"),
+    ("collections", "coarse_npp", "files"),
 )
-"""Keys that hold a local path (unless a URL), made absolute against the spec file's folder."""
+"""Keys that hold a local path or glob (unless a URL), made absolute against the spec file's folder."""
 
 _EXCLUSIVE: dict[Loc, tuple[str, ...]] = {
     ("catalog", "url"): ("world",),
@@ -79,8 +81,9 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> R
     The file is read once. Overrides are dotted keys (``{"output.store": "s3://bucket/run"}``) applied
     before validation; an override of ``catalog.url``/``catalog.world`` or ``area.bbox``/``area.geojson``
     replaces the other one of the pair. Relative local paths (``area.geojson``, ``catalog.world``,
-    ``output.store``, ``validation.*``) are taken from the spec file's folder, and relative paths given
-    in overrides from the current working folder (as a command line user expects).
+    ``output.store``, ``validation.*``, ``collections.coarse_*.files``) are taken from the spec file's
+    folder, and relative paths given in overrides from the current working folder (as a command line
+    user expects).
 
     Args:
         path: The YAML file.
@@ -262,8 +265,11 @@ def _absolute(value: str, base_dir: Path) -> str:
 
 
 def _make_paths_absolute(raw: dict[str, Any], base_dir: Path) -> None:
-    for section, key in PATH_KEYS:
-        block = raw.get(str(section))
+    for loc in PATH_KEYS:
+        block: object = raw
+        for part in loc[:-1]:
+            block = block.get(str(part)) if isinstance(block, dict) else None
+        key = str(loc[-1])
         if isinstance(block, dict) and isinstance(block.get(key), str):
             block[key] = _absolute(block[key], base_dir)
 

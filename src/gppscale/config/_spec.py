@@ -32,6 +32,7 @@ from gppscale.config._types import (
     FrozenDict,
     HttpUrl,
     LocalFolder,
+    LocalGlob,
     MemoryLimit,
     NonEmptyStr,
     Quarters,
@@ -48,6 +49,7 @@ __all__ = [
     "AreaSpec",
     "CatalogSpec",
     "ClusterSpec",
+    "CoarseCollection",
     "CoarseSpec",
     "CollectionsSpec",
     "ForestType",
@@ -310,22 +312,75 @@ class MeteorologyCollection(_Block):
     """Canonical variable name -> asset key in the catalog."""
 
 
-class CoarseGppCollection(_Block):
+_FILE_DATE_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset({"year", "doy"}),
+    frozenset({"year", "month", "day"}),
+)
+"""The named-group sets a ``file_date`` pattern may use: year + day of year, or year + month + day."""
+
+
+def _check_file_date(pattern: str) -> str:
+    """Refuse a ``file_date`` regex that does not compile or lacks the date's named groups."""
+    try:
+        groups = frozenset(re.compile(pattern).groupindex)
+    except re.error as e:
+        raise ValueError(
+            f"file_date {pattern!r} is not a regular expression ({e}); write e.g. "
+            r"'A(?P<year>\d{4})(?P<doy>\d{3})' for GLASS names such as ...A2021161..."
+        ) from e
+    matching = [need for need in _FILE_DATE_GROUPS if need <= groups]
+    if len(matching) != 1:
+        given = ", ".join(sorted(groups)) or "none"
+        raise ValueError(
+            f"file_date {pattern!r} needs the named groups year and doy, or year, month and day (exactly "
+            f"one of the two sets); its groups: {given}. Write e.g. "
+            r"'A(?P<year>\d{4})(?P<doy>\d{3})' or '(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})'"
+        )
+    return pattern
+
+
+class CoarseCollection(_Block):
+    """A coarse product: items from a STAC collection, or from local files when ``files`` is set."""
+
+    assets: DataAssets = Field(default_factory=DataAssets)
+    """Canonical name -> asset key in the catalog (also the asset key of items built from files)."""
+    files: LocalGlob | None = None
+    """Local files instead of the STAC collection: a glob (relative to the spec file) such as
+    /data/glass/GLASS_GPP_*.tif or *.hdf, or a folder (all its files). The catalog is then not searched
+    for this role; each file is one item whose window starts at the date in its name."""
+    file_date: Annotated[str, AfterValidator(_check_file_date)] = r"A(?P<year>\d{4})(?P<doy>\d{3})"
+    """Regular expression searched in each file name for its window's first day: named groups year
+    and doy (day of year), or year, month and day. The default reads GLASS/MODIS names (A2021161)."""
+    window_days: int = Field(8, ge=1)
+    """Days each file's values stand for, from its date; clipped at the end of that year (so the last
+    8-day window of a year is 5 or 6 days, as in GLASS)."""
+    subdataset: NonEmptyStr | None = None
+    """For container files (HDF4, HDF5, NetCDF): the variable to read, e.g. GPP; the file's subdataset
+    whose GDAL name ends with it (or, for HDF4 datasets named by index, whose description names it) is
+    used. Leave unset for GeoTIFF."""
+
+    @model_validator(mode="after")
+    def _subdataset_needs_files(self) -> Self:
+        if self.subdataset is not None and self.files is None:
+            raise ValueError(
+                f"subdataset {self.subdataset!r} applies to local files only; set 'files' (e.g. "
+                "/data/glass/*.hdf) or remove 'subdataset'"
+            )
+        return self
+
+
+class CoarseGppCollection(CoarseCollection):
     """Coarse GPP product (e.g. GLASS V60 GPP, 500 m, 8-day)."""
 
     id: NonEmptyStr = "glass-gpp"
-    """STAC collection id."""
-    assets: DataAssets = Field(default_factory=DataAssets)
-    """Canonical name -> asset key in the catalog."""
+    """STAC collection id (unused when files is set)."""
 
 
-class CoarseNppCollection(_Block):
+class CoarseNppCollection(CoarseCollection):
     """Coarse NPP product (e.g. GLASS V60 NPP)."""
 
     id: NonEmptyStr = "glass-npp"
-    """STAC collection id."""
-    assets: DataAssets = Field(default_factory=DataAssets)
-    """Canonical name -> asset key in the catalog."""
+    """STAC collection id (unused when files is set)."""
 
 
 class ReferenceGppCollection(_Block):

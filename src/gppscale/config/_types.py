@@ -19,6 +19,7 @@ __all__ = [
     "FrozenDict",
     "HttpUrl",
     "LocalFolder",
+    "LocalGlob",
     "MemoryLimit",
     "NonEmptyStr",
     "Quarters",
@@ -184,6 +185,21 @@ def norm_local_folder(value: str) -> str:
     return value
 
 
+def norm_local_glob(value: str) -> str:
+    """Check a local file pattern or folder (not a URL); the loader has already made it absolute.
+
+    Example:
+        >>> norm_local_glob("/data/glass/GLASS_GPP_*.tif")
+        '/data/glass/GLASS_GPP_*.tif'
+    """
+    if is_url(value):
+        raise ValueError(
+            f"{redact_url(value)!r} is a URL; 'files' takes local paths only (a glob such as "
+            "/data/glass/*.hdf, or a folder). For remote data publish a STAC collection and set 'id'"
+        )
+    return value
+
+
 def unique_items(values: tuple[T, ...]) -> tuple[T, ...]:
     """Refuse repeated entries in a list, keeping the order given."""
     repeated = sorted({repr(v) for v in values if values.count(v) > 1})
@@ -252,6 +268,9 @@ DataPath = Annotated[str, AfterValidator(norm_path_text), AfterValidator(norm_da
 
 LocalFolder = Annotated[str, AfterValidator(norm_path_text), AfterValidator(norm_local_folder)]
 """A local folder path (made absolute by the loader)."""
+
+LocalGlob = Annotated[str, AfterValidator(norm_path_text), AfterValidator(norm_local_glob)]
+"""A local file pattern (``*``, ``?``, ``[...]``, ``**``) or folder path (made absolute by the loader)."""
 
 HttpUrl = Annotated[str, AfterValidator(norm_http_url)]
 """An ``http(s)://`` URL without credentials."""

@@ -12,11 +12,16 @@ Client-side rules (``rustac serve`` and some APIs ignore CQL2, so nothing is fil
   or whose href cannot be found (``catalog.check_hrefs``) is skipped; one :class:`DataWarning` per role
   lists them.
 * A required role left with no item is a :class:`NoDataError` naming collection, bbox and dates.
+* A coarse role whose collection sets ``files`` is not searched: its items are built from those local
+  files (:func:`gppscale.io.files.file_items`), screened the same way (their hrefs were just opened,
+  so they are not checked again), and its manifest entry says ``"source": "files"`` with the glob.
 
 Example:
     >>> item = {"id": "a", "properties": {"proj:code": "EPSG:32650"}, "assets": {"data": {"href": "x.tif"}}}
-    >>> item_problems(item, {"data": "data"})
-    [('data', 'no proj:shape/proj:transform'), ('data', "href 'x.tif' has no scheme (file://, s3://, https://)")]
+    >>> for problem in item_problems(item, {"data": "data"}):
+    ...     print(problem)
+    ('data', 'no proj:shape/proj:transform')
+    ('data', "href 'x.tif' has no scheme (file://, s3://, https://, vrt://)")
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 import rustac
+from pystac_client import Client
 
 from gppscale import __version__
-from gppscale.config import RunSpec
+from gppscale.config import CoarseCollection, RunSpec
 from gppscale.errors import CatalogError, DataWarning, NoDataError, StoreError
 from gppscale.io.access import missing_hrefs, resolve_patch_url
+from gppscale.io.files import file_items, files_signature
 from gppscale.io.search import _search_dicts, open_client
 from gppscale.io.store import RunStore
 
@@ -45,6 +52,7 @@ __all__ = [
     "SEARCH_DIR",
     "FrozenSearch",
     "Skipped",
+    "file_roles",
     "item_problems",
     "load_frozen",
     "role_assets",
@@ -59,6 +67,8 @@ _WINDOW_MARGIN = timedelta(days=16)
 """Widening of the date range for windowed roles (8-day products straddle year ends)."""
 
 _CRS_KEYS = ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")
+_SCHEMES = ("file", "s3", "http", "https", "gs", "az", "vrt")
+"""Href schemes GDAL reads; ``vrt://`` wraps a GDAL dataset name such as a subdataset of a local HDF file."""
 
 Item = dict[str, Any]
 
@@ -112,8 +122,8 @@ def item_problems(item: Mapping[str, Any], assets: Mapping[str, str]) -> list[tu
         ):
             problems.append((key, "no proj:shape/proj:transform"))
         href = str(asset.get("href", ""))
-        if urlparse(href).scheme not in ("file", "s3", "http", "https", "gs", "az"):
-            problems.append((key, f"href {href!r} has no scheme (file://, s3://, https://)"))
+        if urlparse(href).scheme not in _SCHEMES:
+            problems.append((key, f"href {href!r} has no scheme (file://, s3://, https://, vrt://)"))
     return problems
 
 
@@ -141,8 +151,14 @@ def _cloud_ok(item: Mapping[str, Any], max_pct: float) -> bool:
     return cover is None or float(cover) <= max_pct
 
 
+def file_roles(spec: RunSpec) -> dict[str, CoarseCollection]:
+    """Role -> collection settings of every role whose items come from local files (``files`` set)."""
+    roles = {role: getattr(spec.collections, role) for role in spec.collections.ids()}
+    return {role: c for role, c in roles.items() if isinstance(c, CoarseCollection) and c.files is not None}
+
+
 def search_fingerprint(spec: RunSpec, url: str) -> str:
-    """A digest of everything that decides what the search returns."""
+    """A digest of everything that decides what the search returns, local files' sizes and times included."""
     # A world is served on a new port each time: name it by its folder, not by the server's address.
     source = str(spec.catalog.world) if spec.catalog.world is not None else url
     query = {
@@ -151,6 +167,7 @@ def search_fingerprint(spec: RunSpec, url: str) -> str:
         "years": list(spec.years),
         "collections": spec.collections.model_dump(mode="json"),
         "max_cloud_cover_pct": spec.catalog.max_cloud_cover_pct,
+        "files": {role: files_signature(str(c.files)) for role, c in file_roles(spec).items()},
     }
     return hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -213,6 +230,68 @@ def _parquet_to_items(data: bytes) -> list[Item]:
     return items
 
 
+def _search_role(
+    spec: RunSpec, client: Client, url: str, role: str, collection: str
+) -> tuple[list[Item], dict[str, Any]]:
+    """The screened items of one role from the STAC API, and its manifest entry (without sha256)."""
+    bbox = spec.area.bounds_lonlat()
+    when = _role_datetime(spec, role)
+    try:
+        found = [_without_links(i) for i in _search_dicts(client, collection, bbox, when)]
+    except Exception as e:  # requests and pystac-client raise unrelated types
+        raise CatalogError(
+            f"search of {collection!r} (role {role}) at {url} failed for bbox={list(bbox)} "
+            f"datetime={when}: {e}"
+        ) from e
+    cloudy = 0
+    if role == "landsat":
+        clear = [i for i in found if _cloud_ok(i, spec.catalog.max_cloud_cover_pct)]
+        cloudy, found = len(found) - len(clear), clear
+    kept, skipped = _screen(spec, role, found, spec.catalog.check_hrefs)
+    _warn_skipped(role, collection, skipped)
+    if not kept and role not in spec.collections.OPTIONAL_ROLES:
+        raise NoDataError(
+            f"no usable items in collection {collection!r} (role {role}) at {url} for "
+            f"bbox={list(bbox)} datetime={when or 'any'} ({len(found) + cloudy} found, {cloudy} above "
+            f"max_cloud_cover_pct={spec.catalog.max_cloud_cover_pct}, "
+            f"{len({s.item for s in skipped})} unloadable). Check the collection id, area and years "
+            "in the run spec"
+        )
+    entry = {
+        "source": "stac",
+        "collection": collection,
+        "datetime": when,
+        "found": len(found) + cloudy,
+        "cloudy": cloudy,
+        "kept": len(kept),
+        "skipped": [s.__dict__ for s in skipped],
+    }
+    return kept, entry
+
+
+def _files_role(spec: RunSpec, role: str, settings: CoarseCollection) -> tuple[list[Item], dict[str, Any]]:
+    """The screened items of one role built from local files, and its manifest entry (without sha256)."""
+    found = file_items(settings, spec.years, role=role, margin=_WINDOW_MARGIN)
+    # The files were opened to build the items: no href check.
+    kept, skipped = _screen(spec, role, found, check_hrefs=False)
+    _warn_skipped(role, f"files {settings.files}", skipped)
+    if not kept:
+        raise NoDataError(
+            f"none of the {len(found)} file(s) of collections.{role}.files {settings.files!r} can be "
+            "loaded (see the warning above for why)"
+        )
+    entry = {
+        "source": "files",
+        "files": settings.files,
+        "datetime": _role_datetime(spec, role),
+        "found": len(found),
+        "cloudy": 0,
+        "kept": len(kept),
+        "skipped": [s.__dict__ for s in skipped],
+    }
+    return kept, entry
+
+
 def search_run(
     spec: RunSpec,
     url: str,
@@ -224,11 +303,14 @@ def search_run(
     """Search every role of ``spec`` at the STAC API ``url`` and freeze the result in ``store``.
 
     A frozen search of the same query already in the store is reused (``refresh=False``), so resumed
-    runs read exactly the items of the first one.
+    runs read exactly the items of the first one. Coarse roles whose collection sets ``files`` take
+    their items from those local files instead (see :mod:`gppscale.io.files`); adding, removing or
+    changing such a file makes the query new.
 
     Raises:
-        CatalogError: If the API cannot be reached or a search fails.
+        CatalogError: If the API cannot be reached, a search fails or a local file cannot be read.
         NoDataError: If a required role has no usable item for the area and years.
+        MissingDependencyError: If local files are HDF4 and GDAL has no HDF4 driver.
     """
     say = progress or (lambda _m: None)
     fingerprint = search_fingerprint(spec, url)
@@ -239,48 +321,24 @@ def search_run(
             say(f"search: reusing the frozen search of {old.get('created')}")
             return load_frozen(store)
     client = open_client(url)
-    bbox = spec.area.bounds_lonlat()
+    from_files = file_roles(spec)
     roles: dict[str, Any] = {}
     frozen: dict[str, list[Item]] = {}
     for role, collection in spec.collections.ids().items():
-        when = _role_datetime(spec, role)
-        try:
-            found = [_without_links(i) for i in _search_dicts(client, collection, bbox, when)]
-        except Exception as e:  # requests and pystac-client raise unrelated types
-            raise CatalogError(
-                f"search of {collection!r} (role {role}) at {url} failed for bbox={list(bbox)} "
-                f"datetime={when}: {e}"
-            ) from e
-        cloudy = 0
-        if role == "landsat":
-            clear = [i for i in found if _cloud_ok(i, spec.catalog.max_cloud_cover_pct)]
-            cloudy, found = len(found) - len(clear), clear
-        kept, skipped = _screen(spec, role, found, spec.catalog.check_hrefs)
-        _warn_skipped(role, collection, skipped)
-        if not kept and role not in spec.collections.OPTIONAL_ROLES:
-            raise NoDataError(
-                f"no usable items in collection {collection!r} (role {role}) at {url} for "
-                f"bbox={list(bbox)} datetime={when or 'any'} ({len(found) + cloudy} found, {cloudy} above "
-                f"max_cloud_cover_pct={spec.catalog.max_cloud_cover_pct}, "
-                f"{len({s.item for s in skipped})} unloadable). Check the collection id, area and years "
-                "in the run spec"
-            )
-        counts = f"{len(kept):5d} items ({len(skipped)} skipped, {cloudy} cloudy)"
-        say(f"search: {role:<14} {collection:<20} {counts}")
+        if role in from_files:
+            kept, entry = _files_role(spec, role, from_files[role])
+            say(f"search: {role:<14} {'(local files)':<20} {len(kept):5d} items from {entry['files']}")
+        else:
+            kept, entry = _search_role(spec, client, url, role, collection)
+            counts = f"{len(kept):5d} items ({len(entry['skipped'])} skipped, {entry['cloudy']} cloudy)"
+            say(f"search: {role:<14} {collection:<20} {counts}")
         frozen[role] = kept
-        roles[role] = {
-            "collection": collection,
-            "datetime": when,
-            "found": len(found) + cloudy,
-            "cloudy": cloudy,
-            "kept": len(kept),
-            "skipped": [s.__dict__ for s in skipped],
-            "sha256": _write_parquet(store, f"{SEARCH_DIR}/{role}.parquet", kept) if kept else None,
-        }
+        sha = _write_parquet(store, f"{SEARCH_DIR}/{role}.parquet", kept) if kept else None
+        roles[role] = {**entry, "sha256": sha}
     manifest = {
         "fingerprint": fingerprint,
         "catalog": url,
-        "bbox": list(bbox),
+        "bbox": list(spec.area.bounds_lonlat()),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "gppscale": __version__,
         "roles": roles,
