@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,39 @@ def s3_bucket(s3_endpoint: str) -> str:
     name = f"test-{uuid.uuid4().hex[:16]}"
     make_bucket(s3_endpoint, name)
     return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def small_samples(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """A run over the whole `small` world up to the samples stage: ``(spec, SamplesResult)``.
+
+    Chunks of 128 px (6 cube regions), at least 3 pure cells per type, blocks of 3 x 3 cells, 60 training
+    epochs. Later stages may write into its store; copy the store before changing earlier outputs.
+    """
+    import json
+    import warnings
+
+    from gppscale.config import parse_spec
+    from gppscale.errors import DataWarning
+    from gppscale.runner import run_cube, run_samples, run_search
+
+    meta = json.loads((small_world / "world.json").read_text())
+    spec = parse_spec(
+        {
+            "name": "small-samples",
+            "area": {"bbox": meta["bbox_lonlat"]},
+            "years": meta["years"],
+            "catalog": {"world": str(small_world)},
+            "grid": {"chunk_px": 128},
+            "purity": {"*": {"min_cells": 3}},
+            "split": {"block_cells": 3},
+            "models": {"hyper": {"*": {"epochs": 60, "patience": 10}}},
+            "output": {"store": str(tmp_path_factory.mktemp("samples") / "run")},
+            "validation": {"truth": str(small_world / "truth" / "truth.zarr")},
+        }
+    )
+    run_search(spec)
+    run_cube(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # a type with few pure cells in this small area
+        return spec, run_samples(spec)

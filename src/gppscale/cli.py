@@ -4,7 +4,7 @@ Commands:
 
 * ``gppscale world --preset small|demo|basin --out DIR [--seed N]`` writes a synthetic world.
 * ``gppscale catalog serve DIR [--port P]`` serves a world's STAC collections until Ctrl-C.
-* ``gppscale search|cube|samples SPEC [--set KEY=VALUE]`` runs the pipeline up to that stage (each
+* ``gppscale search|cube|samples|train SPEC [--set KEY=VALUE]`` runs the pipeline up to that stage (each
   stage runs the earlier ones first when their outputs are missing or stale; finished work is reused).
 * ``gppscale demo [--preset small|demo] [--out DIR] [--seed N] [--spec FILE]`` makes (or reuses) a
   world under ``DIR/world``, serves it, and summarises what a run would find in each collection.
@@ -37,6 +37,7 @@ from gppscale.errors import DataWarning, GppscaleError, SpecError
 if TYPE_CHECKING:
     from gppscale.config import RunSpec
     from gppscale.io.samples import SamplesResult
+    from gppscale.runner import TrainResult
 
 __all__ = ["build_parser", "main"]
 
@@ -177,6 +178,39 @@ def _cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_metrics(result: TrainResult) -> None:
+    print(f"train: {result.url}: {result.trained} tasks trained, {result.reused} reused")
+    print("  held-out test cells (coarse scale); * = model used for the 30 m maps")
+    print(f"  {'type':<5} {'target':<6} {'model':<6} {'R²':>7} {'R² in-q':>8} {'RMSE':>8} {'MD':>8} {'N':>6}")
+    for row in result.rows:
+        mark = "*" if row["selected"] else " "
+        r2, in_q, rmse, md = (_num(row[k]) for k in ("r2", "within_quarter_r2", "rmse", "md"))
+        print(
+            f"  {row['forest_type']:<5} {row['target']:<6} {row['model']:<5}{mark} {r2:>7.3f} {in_q:>8.3f} "
+            f"{rmse:>8.1f} {md:>8.1f} {row['n']:>6}"
+        )
+
+
+def _num(value: object) -> float:
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gppscale.runner import dask_client, run_cube, run_samples, run_search, run_train
+
+    spec = _load_cli_spec(args)
+    t0 = time.monotonic()
+    progress = _progress_printer(t0)
+    run_search(spec, progress=progress)
+    with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
+        run_cube(spec, client=client, progress=progress)
+        run_samples(spec, client=client, progress=progress)
+        result = run_train(spec, client=client, progress=progress)
+    _print_metrics(result)
+    print(f"train: done in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out if args.out is not None else Path("out") / args.preset
     spec_path = _resolve_spec_path(args.spec, args.preset)
@@ -236,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("search", _cmd_search, "search the spec's catalog and freeze the items (stac-geoparquet)"),
         ("cube", _cmd_cube, "build the 30 m predictor cube Zarr (searches first if needed; resumable)"),
         ("samples", _cmd_samples, "aggregate the cube to the coarse grid, flag pure cells, split (Parquet)"),
+        ("train", _cmd_train, "train the models per forest type and target, score them, select (resumable)"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("spec", type=Path, help="run spec YAML")
@@ -270,20 +305,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextmanager
 def _data_warnings_as_lines() -> Iterator[None]:
-    """Show each :class:`~gppscale.errors.DataWarning` as ``warning: <message>`` on stderr."""
-    previous = warnings.showwarning
+    """Show every :class:`~gppscale.errors.DataWarning` as ``warning: <message>`` on stderr.
 
-    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
-        if issubclass(category, DataWarning):
-            print(f"warning: {message}", file=sys.stderr, flush=True)
-        else:
-            previous(message, category, *args, **kwargs)  # type: ignore[arg-type]
+    Data warnings report on the inputs (items skipped, too few pure cells): the command line always
+    shows them, once each, whatever the interpreter's warning filters say.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        previous = warnings.showwarning
 
-    warnings.showwarning = show
-    try:
+        def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+            if issubclass(category, DataWarning):
+                print(f"warning: {message}", file=sys.stderr, flush=True)
+            else:
+                previous(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+        warnings.showwarning = show
         yield
-    finally:
-        warnings.showwarning = previous
 
 
 def main(argv: Sequence[str] | None = None) -> int:

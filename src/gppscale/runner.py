@@ -17,20 +17,31 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gppscale.config import ClusterSpec, RunSpec
 from gppscale.errors import GppscaleError
 from gppscale.io.freeze import FrozenSearch, load_frozen, search_run
 from gppscale.io.store import RunStore
-from gppscale.plan import plan_run
+from gppscale.plan import RunPlan, plan_run
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from gppscale.io.samples import SamplesResult
+    from gppscale.train import TrainTask
 
-__all__ = ["CUBE_REL", "CubeResult", "catalog_url", "dask_client", "run_cube", "run_samples", "run_search"]
+__all__ = [
+    "CUBE_REL",
+    "CubeResult",
+    "TrainResult",
+    "catalog_url",
+    "dask_client",
+    "run_cube",
+    "run_samples",
+    "run_search",
+    "run_train",
+]
 
 CUBE_REL = "cube.zarr"
 """The predictor cube's place in the run store."""
@@ -164,3 +175,81 @@ def run_samples(spec: RunSpec, *, client: Client | None = None, progress: Progre
         client=client,
         progress=progress,
     )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What the train stage did: the metrics rows, the selected models and how many tasks ran."""
+
+    url: str
+    rows: list[dict[str, Any]]
+    selection: dict[str, dict[str, str]]
+    trained: int
+    reused: int
+
+
+def _train_tasks(spec: RunSpec, store: RunStore, plan: RunPlan) -> tuple[list[TrainTask], list[str]]:
+    """Every task of the spec, and the types that have no training cells (warned)."""
+    from gppscale.io.models import task_fingerprint
+    from gppscale.io.samples import SAMPLES_JSON, read_samples
+    from gppscale.stages.features import feature_names
+    from gppscale.train import TREES, TrainTask, type_data
+
+    table = read_samples(store)
+    described = store.read_json(SAMPLES_JSON)
+    predictors = list(described["features"])
+    features = tuple(feature_names(predictors))
+    labels = tuple(q.label for q in plan.quarters)
+    kinds = [*spec.models.kinds, *([TREES] if TREES in spec.models.baselines else [])]
+    tasks, missing = [], []
+    for forest_type in spec.forest_types.modelled:
+        hyper = spec.models.hyper_for(forest_type)
+        for target in ("gpp", "npp"):
+            data = type_data(table, forest_type, predictors, target, plan.quarters, spec.split)
+            if data is None:
+                missing.append(forest_type)
+                continue
+            for kind in kinds:
+                name = f"{forest_type}/{target}/{kind}"
+                fp = task_fingerprint(described["sha256"], name, hyper.model_dump(mode="json"), features)
+                tasks.append(TrainTask(forest_type, target, kind, hyper, features, labels, data, fp))
+    return tasks, sorted(set(missing))
+
+
+def run_train(spec: RunSpec, *, client: Client | None = None, progress: Progress = _quiet) -> TrainResult:
+    """Stage 5: train every model kind and the tree baseline per forest type and target; select models.
+
+    Finished tasks (a record with the same fingerprint) are reused, so a stopped run continues.
+
+    Raises:
+        StoreError: If the run has no sample table (run ``gppscale samples SPEC``).
+        NoDataError: If no forest type has pure training cells.
+    """
+    import warnings
+
+    from gppscale.errors import DataWarning, NoDataError
+    from gppscale.io.models import TRAIN_DIR, read_record, write_outcome, write_summary
+    from gppscale.train import run_tasks
+
+    store = RunStore(spec.output.store)
+    store.check_writable()
+    tasks, missing = _train_tasks(spec, store, plan_run(spec))
+    if missing:
+        warnings.warn(
+            f"no pure training cells for {', '.join(missing)}: no model is trained for them (see the purity "
+            "warnings of `gppscale samples`; lower purity.<type>.min_cells or widen the area)",
+            DataWarning,
+            stacklevel=2,
+        )
+    if not tasks:
+        raise NoDataError(
+            f"no forest type of {list(spec.forest_types.modelled)} has pure training cells; nothing to "
+            "train. Check the purity settings and the forest-type map over the area"
+        )
+    records = {t.name: read_record(store, t.name) for t in tasks}
+    todo = [t for t in tasks if (records[t.name] or {}).get("fingerprint") != t.fingerprint]
+    progress(f"train: {len(tasks)} tasks ({len(tasks) - len(todo)} already done)")
+    for outcome in run_tasks(todo, client, on_done=lambda o: write_outcome(store, o), progress=progress):
+        records[outcome.name] = read_record(store, outcome.name)
+    rows, selection = write_summary(store, [r for r in records.values() if r is not None], spec.models.select)
+    return TrainResult(store.join(TRAIN_DIR), rows, selection, len(todo), len(tasks) - len(todo))

@@ -1,0 +1,244 @@
+"""Trained models in the run store: checkpoints, training records, metrics tables and the model selection.
+
+Layout under ``<store>/train/``:
+
+* ``<type>/<target>/<kind>.safetensors``: the weights of a deep model (never pickled);
+* ``<type>/<target>/<kind>.json``: its record — checkpoint metadata, held-out scores, where it ran and
+  the task's fingerprint; written after the weights, so it marks a finished task (the tree baseline has
+  a record only);
+* ``metrics.json`` and ``metrics.csv``: one row per type, target and model with R², RMSE, MD, N on the
+  test cells (pooled and the mean of per-quarter R²);
+* ``selection.json``: the model used for each type and target.
+
+Example:
+    >>> def rec(kind, rmse):
+    ...     return {"forest_type": "DNF", "target": "gpp", "kind": kind, "metrics": {"rmse": rmse}}
+    >>> select_models([rec("dnn", 9.0), rec("rnn", 7.5), rec("trees", 5.0)], "auto")
+    {'DNF': {'gpp': 'rnn'}}
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gppscale.errors import CheckpointError, StoreError
+from gppscale.io.store import RunStore
+from gppscale.train import TREES, TaskOutcome
+
+if TYPE_CHECKING:
+    from gppscale.models import Regressor
+
+__all__ = [
+    "TRAIN_DIR",
+    "json_safe",
+    "load_model",
+    "metrics_rows",
+    "read_record",
+    "read_selection",
+    "select_models",
+    "task_fingerprint",
+    "write_outcome",
+    "write_summary",
+]
+
+TRAIN_DIR = "train"
+"""Folder of the trained models in the run store."""
+
+Record = dict[str, Any]
+
+
+def task_fingerprint(
+    samples_sha256: str, name: str, hyper: Mapping[str, Any], features: Sequence[str]
+) -> str:
+    """A digest of what decides a training task's result: samples, task, hyper-parameters and features."""
+    parts = {"samples": samples_sha256, "task": name, "hyper": dict(hyper), "features": list(features)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def json_safe(value: Any) -> Any:  # noqa: ANN401 - any JSON-like value
+    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN).
+
+    Example:
+        >>> json_safe({"r2": float("nan"), "n": 3, "by": [1.5, float("inf")]})
+        {'r2': None, 'n': 3, 'by': [1.5, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _number(value: Any) -> float:  # noqa: ANN401 - a stored score: a number or None
+    return math.nan if value is None else float(value)
+
+
+def _rel(name: str, suffix: str) -> str:
+    return f"{TRAIN_DIR}/{name}.{suffix}"
+
+
+def write_outcome(store: RunStore, outcome: TaskOutcome) -> None:
+    """Save a finished task: weights first, then its record (which marks it finished)."""
+    if outcome.weights is not None:
+        store.write_bytes(_rel(outcome.name, "safetensors"), outcome.weights)
+    record = {
+        "forest_type": outcome.forest_type,
+        "target": outcome.target,
+        "kind": outcome.kind,
+        "fingerprint": outcome.fingerprint,
+        "metrics": outcome.metrics,
+        "meta": outcome.meta,
+        "worker": outcome.worker,
+        "device": outcome.device,
+        "seconds": round(outcome.seconds, 3),
+    }
+    store.write_json(_rel(outcome.name, "json"), json_safe(record))
+
+
+def read_record(store: RunStore, name: str) -> Record | None:
+    """The record of the task ``<type>/<target>/<kind>``, or None when it never finished."""
+    rel = _rel(name, "json")
+    if not store.exists(rel):
+        return None
+    record: Record = store.read_json(rel)
+    return record
+
+
+def load_model(store: RunStore, forest_type: str, target: str, kind: str) -> Regressor:
+    """The trained model of a type, target and kind, checked against its record (never unpickled).
+
+    Raises:
+        StoreError: If it was never trained in this store.
+        CheckpointError: If the weights are missing, truncated, tampered with or do not match the record.
+    """
+    from gppscale.models import from_bytes
+
+    name = f"{forest_type}/{target}/{kind}"
+    record = read_record(store, name)
+    if record is None or kind == TREES:
+        raise StoreError(
+            f"no trained {kind} model for {forest_type} {target} in {store.join(TRAIN_DIR)}; "
+            "run `gppscale train SPEC`"
+        )
+    rel = _rel(name, "safetensors")
+    if not store.exists(rel):
+        raise CheckpointError(
+            f"{store.join(rel)} is missing although {name} has a record; rerun `gppscale train`"
+        )
+    return from_bytes(store.read_bytes(rel), record["meta"])
+
+
+def select_models(records: Iterable[Mapping[str, Any]], select: str) -> dict[str, dict[str, str]]:
+    """The model of each type and target: ``select`` when it names a kind, else the lowest test RMSE.
+
+    Only deep models can be selected (the tree baseline is scored beside them). A kind with no finite
+    RMSE (no test cells) loses to any with one; ties go to the first in ``records``.
+    """
+    best: dict[tuple[str, str], tuple[float, str]] = {}
+    for r in records:
+        if r["kind"] == TREES:
+            continue
+        key = (r["forest_type"], r["target"])
+        rmse = _number(r["metrics"].get("rmse"))
+        score = -1.0 if r["kind"] == select else (rmse if math.isfinite(rmse) else math.inf)
+        if key not in best or score < best[key][0]:
+            best[key] = (score, r["kind"])
+    out: dict[str, dict[str, str]] = {}
+    for (forest_type, target), (_, kind) in sorted(best.items()):
+        out.setdefault(forest_type, {})[target] = kind
+    return out
+
+
+_COLUMNS = (
+    "forest_type",
+    "target",
+    "model",
+    "selected",
+    "r2",
+    "within_quarter_r2",
+    "rmse",
+    "md",
+    "n",
+    "n_train_cells",
+    "n_test_cells",
+    "epochs_run",
+    "device",
+    "worker",
+    "seconds",
+)
+
+
+def metrics_rows(
+    records: Iterable[Mapping[str, Any]], selection: Mapping[str, Mapping[str, str]]
+) -> list[Record]:
+    """One flat row per record for the metrics table (see :data:`_COLUMNS`)."""
+    rows = []
+    for r in records:
+        m = r["metrics"]
+        chosen = selection.get(r["forest_type"], {}).get(r["target"]) == r["kind"]
+        rows.append(
+            {
+                "forest_type": r["forest_type"],
+                "target": r["target"],
+                "model": r["kind"],
+                "selected": chosen,
+                **{k: m.get(k) for k in ("r2", "within_quarter_r2", "rmse", "md", "n")},
+                "n_train_cells": m.get("n_train_cells"),
+                "n_test_cells": m.get("n_test_cells"),
+                "epochs_run": m.get("epochs_run"),
+                "device": r.get("device"),
+                "worker": r.get("worker"),
+                "seconds": r.get("seconds"),
+            }
+        )
+    return sorted(rows, key=lambda row: (row["forest_type"], row["target"], row["model"]))
+
+
+def _csv(rows: Sequence[Record]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def write_summary(
+    store: RunStore, records: Sequence[Mapping[str, Any]], select: str
+) -> tuple[list[Record], dict[str, dict[str, str]]]:
+    """Write ``metrics.json``, ``metrics.csv`` and ``selection.json``; returns the rows and the selection."""
+    selection = select_models(records, select)
+    rows = metrics_rows(records, selection)
+    store.write_json(
+        f"{TRAIN_DIR}/metrics.json",
+        {
+            "rows": rows,
+            "by_quarter": {
+                f"{r['forest_type']}/{r['target']}/{r['kind']}": r["metrics"].get("by_quarter", {})
+                for r in records
+            },
+        },
+    )
+    store.write_bytes(f"{TRAIN_DIR}/metrics.csv", _csv(rows))
+    store.write_json(f"{TRAIN_DIR}/selection.json", {"select": select, "models": selection})
+    return rows, selection
+
+
+def read_selection(store: RunStore) -> dict[str, dict[str, str]]:
+    """The selected model kind of each type and target.
+
+    Raises:
+        StoreError: If the run has not been trained (run ``gppscale train SPEC``).
+    """
+    rel = f"{TRAIN_DIR}/selection.json"
+    if not store.exists(rel):
+        raise StoreError(f"no trained models in {store.join(TRAIN_DIR)}; run `gppscale train SPEC` first")
+    models: dict[str, dict[str, str]] = store.read_json(rel)["models"]
+    return models

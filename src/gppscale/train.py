@@ -1,0 +1,319 @@
+"""Stage 5, train: one task per forest type, model and target, on GPU workers when the cluster has them.
+
+For each modelled forest type with pure cells the sample table gives sequences ``x (cells, T, F)`` and
+labels ``y (cells, T)`` (:mod:`gppscale.stages.features`): training cells are the type's pure cells
+outside the test blocks, test cells the pure cells inside them. A spatially blocked 15 % of the training
+cells is the validation slice for early stopping. Every deep model kind and the tree baseline is trained
+for GPP and for NPP, each as one task (:func:`run_task`, pure: arrays in, weights and scores out), and
+scored on the held-out test cells: pooled R², RMSE, mean difference and N, and the same per quarter.
+
+Placement: when a worker of the ``distributed`` cluster advertises a ``GPU`` resource (``dask worker
+--resources GPU=1``), deep-model tasks ask for ``GPU: 1`` so that only such workers run them, one at a
+time per GPU; a task uses CUDA when torch sees a device and the CPU otherwise. Tree tasks need no GPU.
+Without a cluster the tasks run one after another in this process.
+
+The "coarse value everywhere" baseline is not trained: at the coarse scale it equals the label, so it
+is scored at 30 m against a truth or reference (validation), never here.
+
+Example:
+    >>> from gppscale.config import HyperParams
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(size=(40, 2, 3)).astype(np.float32)
+    >>> data = TypeData("DNF", x[:30], 100 * x[:30, :, 0], None, x[30:], 100 * x[30:, :, 0])
+    >>> quarters = ("2021Q1", "2021Q2")
+    >>> task = TrainTask("DNF", "gpp", "trees", HyperParams(), ("a", "b", "c"), quarters, data, "f")
+    >>> out = run_task(task)
+    >>> out.kind, out.metrics["n"], out.metrics["r2"] > 0.8
+    ('trees', 20, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from gppscale.config import HyperParams, SplitSpec
+from gppscale.stages.features import table_to_sequences
+from gppscale.stages.metrics import scores, scores_by_quarter, within_quarter_r2
+from gppscale.stages.purity import blocked_split
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "TREES",
+    "VAL_FRACTION",
+    "TaskOutcome",
+    "TrainTask",
+    "TypeData",
+    "gpu_workers",
+    "run_task",
+    "run_tasks",
+    "type_data",
+]
+
+TREES = "trees"
+"""The tree-ensemble baseline's kind (scikit-learn HistGradientBoostingRegressor)."""
+
+VAL_FRACTION = 0.15
+"""Share of the training blocks used for early stopping."""
+
+F32 = npt.NDArray[np.float32]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TypeData:
+    """The sequences of one forest type and target: training part, its validation slice, test part."""
+
+    forest_type: str
+    x_train: F32
+    y_train: F32
+    val_mask: npt.NDArray[np.bool_] | None
+    x_test: F32
+    y_test: F32
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """One model kind to train for one forest type and target."""
+
+    forest_type: str
+    target: str
+    kind: str
+    hyper: HyperParams
+    features: tuple[str, ...]
+    quarters: tuple[str, ...]
+    data: TypeData
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        """``<type>/<target>/<kind>``, also the task's place in the run store."""
+        return f"{self.forest_type}/{self.target}/{self.kind}"
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What a training task produced: scores on the test cells, weights (deep models) and where it ran."""
+
+    forest_type: str
+    target: str
+    kind: str
+    fingerprint: str
+    metrics: dict[str, Any]
+    weights: bytes | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    worker: str = "local"
+    device: str = "cpu"
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """``<type>/<target>/<kind>``."""
+        return f"{self.forest_type}/{self.target}/{self.kind}"
+
+
+def _validation_mask(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], split: SplitSpec) -> Any:  # noqa: ANN401
+    """Blocked validation slice of the training cells; None (random slice) when they fill one block."""
+    blocks = {
+        (int(r) // split.block_cells, int(c) // split.block_cells) for r, c in zip(rows, cols, strict=True)
+    }
+    if len(blocks) < 2:
+        return None
+    return blocked_split(rows, cols, split.block_cells, VAL_FRACTION, split.seed + 1)
+
+
+def type_data(
+    table: pd.DataFrame,
+    forest_type: str,
+    predictors: Sequence[str],
+    target: str,
+    quarter_list: Sequence[Any],
+    split: SplitSpec,
+) -> TypeData | None:
+    """One type's training and test sequences of ``target`` from the sample table (None: no pure cell)."""
+    pure = table[table.pure & (table.forest_type == forest_type)]
+    if pure.empty:
+        return None
+    parts = {}
+    for name, rows in (("train", pure[~pure.test]), ("test", pure[pure.test])):
+        x, y, cells = table_to_sequences(rows, predictors, target, quarter_list)
+        parts[name] = (x, y, cells)
+    x_tr, y_tr, cells_tr = parts["train"]
+    if cells_tr.size == 0:
+        return None
+    first = pure[~pure.test].drop_duplicates("cell").set_index("cell").loc[cells_tr]
+    val = _validation_mask(first.row.to_numpy(np.int64), first.col.to_numpy(np.int64), split)
+    return TypeData(forest_type, x_tr, y_tr, val, parts["test"][0], parts["test"][1])
+
+
+def _score(task: TrainTask, prediction: F32) -> dict[str, Any]:
+    y = task.data.y_test
+    pooled = scores(prediction, y) if y.size else {"r2": math.nan, "rmse": math.nan, "md": math.nan, "n": 0}
+    by_quarter = scores_by_quarter(prediction, y, task.quarters) if y.size else {}
+    return {
+        **pooled,
+        "within_quarter_r2": within_quarter_r2(by_quarter),
+        "by_quarter": by_quarter,
+        "n_train_cells": int(task.data.x_train.shape[0]),
+        "n_test_cells": int(task.data.x_test.shape[0]),
+    }
+
+
+def _fit_trees(task: TrainTask) -> F32:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    d = task.data
+    n_f = d.x_train.shape[2]
+    x, y = d.x_train.reshape(-1, n_f), d.y_train.reshape(-1)
+    ok = np.isfinite(y)
+    model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=task.hyper.seed)
+    model.fit(x[ok], y[ok])
+    if d.x_test.shape[0] == 0:
+        return np.zeros(d.y_test.shape, np.float32)
+    pred = np.asarray(model.predict(d.x_test.reshape(-1, n_f)), np.float32).reshape(d.y_test.shape)
+    return np.maximum(pred, np.float32(0.0))
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "local"
+
+
+def run_task(task: TrainTask) -> TaskOutcome:
+    """Train one model (or the tree baseline) and score it on the test cells. Pure apart from the device."""
+    start = time.perf_counter()
+    worker = _worker_address()
+    if task.kind == TREES:
+        metrics = _score(task, _fit_trees(task))
+        return TaskOutcome(
+            task.forest_type,
+            task.target,
+            task.kind,
+            task.fingerprint,
+            metrics,
+            worker=worker,
+            seconds=time.perf_counter() - start,
+        )
+    from gppscale.models import fit_model, predict, to_bytes
+
+    device = _device()
+    fit = fit_model(
+        task.kind,
+        task.data.x_train,
+        task.data.y_train,
+        task.hyper,
+        val_mask=task.data.val_mask,
+        device=device,
+    )
+    prediction = predict(fit.model, task.data.x_test) if task.data.x_test.shape[0] else task.data.y_test
+    metrics = {
+        **_score(task, prediction),
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "samples_per_s": fit.samples_per_s,
+    }
+    meta = {
+        "features": list(task.features),
+        "quarters": list(task.quarters),
+        "forest_type": task.forest_type,
+        "target": task.target,
+        "units": "gC m-2 quarter-1",
+        "fingerprint": task.fingerprint,
+        "metrics": metrics,
+        "device": device,
+    }
+    weights, full_meta = to_bytes(fit.model, meta)
+    return TaskOutcome(
+        task.forest_type,
+        task.target,
+        task.kind,
+        task.fingerprint,
+        metrics,
+        weights,
+        full_meta,
+        worker,
+        device,
+        time.perf_counter() - start,
+    )
+
+
+def gpu_workers(client: Client) -> list[str]:
+    """Addresses of the cluster's workers that advertise a ``GPU`` resource."""
+    info = client.scheduler_info(n_workers=-1)
+    return sorted(addr for addr, w in info["workers"].items() if w.get("resources", {}).get("GPU", 0) > 0)
+
+
+def _describe(out: TaskOutcome) -> str:
+    m = out.metrics
+    where = f"{out.device}" + ("" if out.worker == "local" else f" on {out.worker}")
+    return (
+        f"{out.name}: test RMSE {m['rmse']:.1f}, R² {m['r2']:.3f} (n {m['n']}), {out.seconds:.1f} s, {where}"
+    )
+
+
+def run_tasks(
+    tasks: Sequence[TrainTask],
+    client: Client | None = None,
+    *,
+    on_done: Callable[[TaskOutcome], None] | None = None,
+    progress: Progress | None = None,
+) -> list[TaskOutcome]:
+    """Run the tasks (on the cluster when given, deep models on GPU workers if any); outcomes in task order.
+
+    ``on_done`` gets each outcome as soon as its task finishes (e.g. to save it), so a run stopped
+    part-way keeps what it finished.
+    """
+    say = progress or (lambda _m: None)
+    keep = on_done or (lambda _o: None)
+    if client is None:
+        outcomes = []
+        for i, task in enumerate(tasks, 1):
+            outcomes.append(run_task(task))
+            keep(outcomes[-1])
+            say(f"train: {i}/{len(tasks)} {_describe(outcomes[-1])}")
+        return outcomes
+    from distributed import as_completed
+
+    gpus = gpu_workers(client)
+    if gpus:
+        say(f"train: deep models go to the {len(gpus)} GPU worker(s): {', '.join(gpus)}")
+    # A fresh key per run: distributed keeps a failed task's state while any client holds its future,
+    # and a rerun that reused the key would get the old error back instead of training again.
+    run_id = uuid.uuid4().hex[:8]
+    futures = [
+        client.submit(
+            run_task,
+            task,
+            resources={"GPU": 1} if gpus and task.kind != TREES else None,
+            key=f"train-{task.name.replace('/', '-')}-{run_id}",
+            pure=False,
+        )
+        for task in tasks
+    ]
+    done: dict[str, TaskOutcome] = {}
+    for i, future in enumerate(as_completed(futures), 1):  # type: ignore[no-untyped-call]
+        outcome: TaskOutcome = future.result()
+        done[outcome.name] = outcome
+        keep(outcome)
+        say(f"train: {i}/{len(tasks)} {_describe(outcome)}")
+    return [done[t.name] for t in tasks]
