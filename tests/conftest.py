@@ -80,8 +80,10 @@ def s3_bucket(s3_endpoint: str) -> str:
 def small_samples(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     """A run over the whole `small` world up to the samples stage: ``(spec, SamplesResult)``.
 
-    Chunks of 128 px (6 cube regions), at least 3 pure cells per type, blocks of 3 x 3 cells, 60 training
-    epochs. Later stages may write into its store; copy the store before changing earlier outputs.
+    Chunks of 128 px (6 cube regions), blocks of 3 x 3 cells, 60 training epochs. Purity keeps the 70 %
+    lowest-CV cells at least 70 % of one type (at least 3): with one year and a few dozen cells per type,
+    the paper's 30 % leaves too few samples to learn anything at 30 m. Later stages may write into its
+    store; copy the store before changing earlier outputs.
     """
     import json
     import warnings
@@ -98,7 +100,7 @@ def small_samples(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -
             "years": meta["years"],
             "catalog": {"world": str(small_world)},
             "grid": {"chunk_px": 128},
-            "purity": {"*": {"min_cells": 3}},
+            "purity": {"*": {"fraction": 0.7, "min_type_fraction": 0.7, "min_cells": 3}},
             "split": {"block_cells": 3},
             "models": {"hyper": {"*": {"epochs": 60, "patience": 10}}},
             "output": {"store": str(tmp_path_factory.mktemp("samples") / "run")},

@@ -127,7 +127,7 @@ def test_rerun_reuses_and_other_purity_only_reflags(
 ) -> None:
     spec, _ = built
     assert _samples(spec).status == "reused"
-    looser = _copy(spec, tmp_path, purity={"*": {"fraction": 0.6, "min_cells": 3}})
+    looser = _copy(spec, tmp_path, purity={"*": {"fraction": 0.9, "min_type_fraction": 0.7, "min_cells": 3}})
     before = read_samples(RunStore(looser.output.store))
     result = _samples(looser)
     assert result.status == "re-flagged"

@@ -115,7 +115,7 @@ def fit_model(
 
     torch.manual_seed(hyper.seed)
     model = build_model(kind, xa.shape[2], hyper)
-    model.standardize.set_stats(*_feature_stats(xa[train]))
+    model.standardize.set_stats(*_feature_stats(xa[train]), *_feature_range(xa[train]))
     model.set_y_scale(_label_scale(ya[train_labelled]))
     model.to(device)
 
@@ -297,6 +297,16 @@ def _feature_stats(x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float64],
     mean = np.where(ok, flat, 0.0).sum(axis=0) / safe
     var = np.where(ok, (flat - mean) ** 2, 0.0).sum(axis=0) / safe
     return np.where(count > 0, mean, 0.0), np.where(count > 0, np.sqrt(var), 1.0)
+
+
+def _feature_range(x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """NaN-ignoring per-feature minimum and maximum (NaN where a feature has no data)."""
+    flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    ok = np.isfinite(flat)
+    low = np.where(ok, flat, np.inf).min(axis=0)
+    high = np.where(ok, flat, -np.inf).max(axis=0)
+    has = ok.any(axis=0)
+    return np.where(has, low, np.nan), np.where(has, high, np.nan)
 
 
 def _label_scale(y: npt.NDArray[np.float32]) -> float:

@@ -53,49 +53,74 @@ Z_CLIP: Final = 50.0
 
 
 class Standardize(nn.Module):
-    """Per-feature z-scores with missing values set to the training mean: ``(x - mean) / std``, NaN → 0.
+    """Per-feature z-scores, held inside the training range, missing values at the training mean.
 
-    ``mean`` and ``std`` are ``(F,)`` buffers, so they travel in the state dict and the checkpoint. A
-    ``std`` of 0 (a constant feature) or a non-finite one is stored as 1, a non-finite ``mean`` as 0.
-    After standardising, NaN becomes 0 (the training mean: a cloudy quarter carries no information) and
-    z-scores are clipped to ``±Z_CLIP`` (±inf saturates there): a corrupt pixel (say a reflectance of
-    1e30) cannot overflow float32 inside the body and turn the output into inf or NaN; values within the
-    training distribution never reach the clip.
+    ``(x - mean) / std`` is clamped per feature to ``[lo, hi]``, the z-scores of the smallest and largest
+    training values, then NaN becomes 0 (the training mean: a cloudy quarter carries no information).
+    The clamp keeps a network from extrapolating: a model fitted on coarse-cell means sees wider values
+    at 30 m (one pixel varies more than a cell's mean), and outside the range it was fitted on its
+    output is unconstrained, so such a pixel is read as the nearest value the model knows. ``lo`` and
+    ``hi`` default to ``±Z_CLIP``; ±inf saturates there, so a corrupt pixel (a reflectance of 1e30)
+    cannot overflow float32 inside the body.
+
+    ``mean``, ``std``, ``lo`` and ``hi`` are ``(F,)`` buffers, so they travel in the state dict and the
+    checkpoint. A ``std`` of 0 (a constant feature) or a non-finite one is stored as 1, a non-finite
+    ``mean`` as 0, a non-finite bound as ``±Z_CLIP``.
 
     Example:
         >>> s = Standardize(2)
         >>> s.set_stats(np.array([1.0, 5.0]), np.array([2.0, 0.0]))
         >>> s(torch.tensor([[3.0, float("nan")], [1.0, 9.0], [1e30, -float("inf")]])).tolist()
         [[1.0, 0.0], [0.0, 4.0], [50.0, -50.0]]
+        >>> s.set_stats(np.array([1.0, 5.0]), np.array([2.0, 1.0]), low=[0.0, 4.0], high=[2.0, 6.0])
+        >>> s(torch.tensor([[3.0, 9.0], [-7.0, 5.5]])).tolist()  # held within the training range
+        [[0.5, 1.0], [-0.5, 0.5]]
     """
 
     mean: Tensor
     std: Tensor
+    lo: Tensor
+    hi: Tensor
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
+        self.register_buffer("lo", torch.full((n_features,), -Z_CLIP))
+        self.register_buffer("hi", torch.full((n_features,), Z_CLIP))
 
-    def set_stats(self, mean: npt.ArrayLike, std: npt.ArrayLike) -> None:
-        """Store ``(F,)`` training means and standard deviations (cleaned as the class describes)."""
-        m = np.asarray(mean, dtype=np.float64).reshape(-1)
-        s = np.asarray(std, dtype=np.float64).reshape(-1)
-        if m.shape != self.mean.shape or s.shape != self.std.shape:
+    def set_stats(
+        self,
+        mean: npt.ArrayLike,
+        std: npt.ArrayLike,
+        low: npt.ArrayLike | None = None,
+        high: npt.ArrayLike | None = None,
+    ) -> None:
+        """Store ``(F,)`` training means, standard deviations and, optionally, minima and maxima."""
+        n = self.mean.numel()
+        arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in (mean, std)]
+        bounds = [None if b is None else np.asarray(b, dtype=np.float64).reshape(-1) for b in (low, high)]
+        if any(a.shape != (n,) for a in [*arrays, *(b for b in bounds if b is not None)]):
             raise SpecError(
-                f"standardisation statistics have shapes {m.shape} and {s.shape}; "
-                f"expected ({self.mean.numel()},), one value per feature"
+                f"standardisation statistics have shapes {[a.shape for a in arrays]}; "
+                f"expected ({n},), one value per feature"
             )
-        m = np.where(np.isfinite(m), m, 0.0)
-        s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+        m = np.where(np.isfinite(arrays[0]), arrays[0], 0.0)
+        sd = np.where(np.isfinite(arrays[1]) & (arrays[1] > 0), arrays[1], 1.0)
+        z = [
+            np.full(n, edge) if b is None else (b - m) / sd
+            for b, edge in zip(bounds, (-Z_CLIP, Z_CLIP), strict=True)
+        ]
+        lo = np.clip(np.where(np.isfinite(z[0]), z[0], -Z_CLIP), -Z_CLIP, 0.0)
+        hi = np.clip(np.where(np.isfinite(z[1]), z[1], Z_CLIP), 0.0, Z_CLIP)
         with torch.no_grad():
-            self.mean.copy_(torch.from_numpy(m))
-            self.std.copy_(torch.from_numpy(s))
+            for buffer, value in ((self.mean, m), (self.std, sd), (self.lo, lo), (self.hi, hi)):
+                buffer.copy_(torch.from_numpy(value))
 
     def forward(self, x: Tensor) -> Tensor:
         """Standardise ``(..., F)`` features; same shape out."""
         z = torch.nan_to_num((x - self.mean) / self.std, nan=0.0, posinf=Z_CLIP, neginf=-Z_CLIP)
-        return z.clamp(-Z_CLIP, Z_CLIP)
+        return torch.minimum(torch.maximum(z, self.lo), self.hi)
 
 
 class _Body(nn.Module):
