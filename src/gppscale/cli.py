@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gppscale import __version__
 from gppscale.errors import DataWarning, GppscaleError, SpecError
@@ -138,14 +138,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_cube(args: argparse.Namespace) -> int:
-    from gppscale.runner import dask_client, run_cube, run_search
-
     spec = _load_cli_spec(args)
     t0 = time.monotonic()
-    progress = _progress_printer(t0)
-    run_search(spec, progress=progress)
-    with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
-        result = run_cube(spec, client=client, progress=progress)
+    result = _run_stages(spec, "cube", _progress_printer(t0))["cube"]
     print(
         f"cube: {result.url}: {result.written} regions written, {result.skipped} already done, "
         f"in {time.monotonic() - t0:.1f} s"
@@ -163,17 +158,26 @@ def _print_counts(result: SamplesResult) -> None:
         print(f"  {name:<11} {c['cells']:>6} {c['pure']:>5} {c['train']:>6} {c['test']:>5}  {how}")
 
 
-def _cmd_samples(args: argparse.Namespace) -> int:
-    from gppscale.runner import dask_client, run_cube, run_samples, run_search
+_STAGES = ("cube", "samples", "train")
+"""The stages after the search, in order; each command runs them up to its own."""
 
+
+def _run_stages(spec: RunSpec, last: str, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Search, then every stage up to ``last`` on the spec's Dask cluster; the results by stage."""
+    from gppscale import runner
+
+    results: dict[str, Any] = {"search": runner.run_search(spec, progress=progress)}
+    with _sigterm_as_interrupt(), runner.dask_client(spec.cluster) as client:
+        for stage in _STAGES[: _STAGES.index(last) + 1]:
+            run = getattr(runner, f"run_{stage}")
+            results[stage] = run(spec, client=client, progress=progress)
+    return results
+
+
+def _cmd_samples(args: argparse.Namespace) -> int:
     spec = _load_cli_spec(args)
     t0 = time.monotonic()
-    progress = _progress_printer(t0)
-    run_search(spec, progress=progress)
-    with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
-        run_cube(spec, client=client, progress=progress)
-        result = run_samples(spec, client=client, progress=progress)
-    _print_counts(result)
+    _print_counts(_run_stages(spec, "samples", _progress_printer(t0))["samples"])
     print(f"samples: done in {time.monotonic() - t0:.1f} s")
     return 0
 
@@ -196,17 +200,9 @@ def _num(value: object) -> float:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gppscale.runner import dask_client, run_cube, run_samples, run_search, run_train
-
     spec = _load_cli_spec(args)
     t0 = time.monotonic()
-    progress = _progress_printer(t0)
-    run_search(spec, progress=progress)
-    with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
-        run_cube(spec, client=client, progress=progress)
-        run_samples(spec, client=client, progress=progress)
-        result = run_train(spec, client=client, progress=progress)
-    _print_metrics(result)
+    _print_metrics(_run_stages(spec, "train", _progress_printer(t0))["train"])
     print(f"train: done in {time.monotonic() - t0:.1f} s")
     return 0
 
@@ -216,7 +212,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     spec_path = _resolve_spec_path(args.spec, args.preset)
 
     from gppscale.config import load_spec
-    from gppscale.runner import dask_client, run_cube, run_samples, run_search
 
     world_dir, run_dir = (out / "world").resolve(), (out / "run").resolve()
     _ensure_world(world_dir, args.preset, args.seed)
@@ -224,21 +219,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     overrides = {"catalog.world": str(world_dir), "output.store": str(run_dir), "output.overwrite": True}
     spec = load_spec(spec_path, overrides=overrides)
     t0 = time.monotonic()
-    progress = _progress_printer(t0)
-    frozen = run_search(spec, progress=progress)
-    with _sigterm_as_interrupt(), dask_client(spec.cluster) as client:
-        result = run_cube(spec, client=client, progress=progress)
-        samples = run_samples(spec, client=client, progress=progress)
+    results = _run_stages(spec, "train", _progress_printer(t0))
+    frozen, cube = results["search"], results["cube"]
     print()
     print(f"run spec:   {spec_path}")
     print(f"world:      {world_dir}")
     print(f"search:     {sum(len(v) for v in frozen.items.values())} items frozen in {run_dir / 'search'}")
-    print(f"cube:       {result.url} ({result.written} regions written, {result.skipped} already done)")
+    print(f"cube:       {cube.url} ({cube.written} regions written, {cube.skipped} already done)")
     print("            open it with xarray.open_zarr(path, consolidated=False)")
-    _print_counts(samples)
+    _print_counts(results["samples"])
     print("            read it with gppscale.io.samples.read_samples(RunStore(path)) or pandas.read_parquet")
-    print("The pipeline runs as far as the training samples today; training, prediction and validation")
-    print("arrive with the next issues.")
+    _print_metrics(results["train"])
+    print(f"Done in {time.monotonic() - t0:.0f} s. The pipeline runs as far as the trained models today;")
+    print("30 m prediction and validation arrive with the next issues.")
     return 0
 
 
@@ -288,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
 
     demo = commands.add_parser(
-        "demo", help="make a world and run the pipeline on it (search, cube, samples so far)"
+        "demo", help="make a world and run the pipeline on it (search, cube, samples, train so far)"
     )
     demo.add_argument("--preset", choices=("small", "demo"), default="demo", help="world and run spec preset")
     demo.add_argument("--out", type=Path, default=None, help="output folder (default out/<preset>)")

@@ -162,7 +162,7 @@ def _score(task: TrainTask, prediction: F32) -> dict[str, Any]:
     by_quarter = scores_by_quarter(prediction, y, task.quarters) if y.size else {}
     return {
         **pooled,
-        "within_quarter_r2": within_quarter_r2(by_quarter),
+        "within_quarter_r2": within_quarter_r2(prediction, y) if y.size else math.nan,
         "by_quarter": by_quarter,
         "n_train_cells": int(task.data.x_train.shape[0]),
         "n_test_cells": int(task.data.x_test.shape[0]),

@@ -108,7 +108,11 @@ def test_pooled_r2_hides_a_useless_within_quarter_model() -> None:
     pred = np.broadcast_to(obs.mean(axis=0), obs.shape)
     assert scores(pred, obs)["r2"] > 0.95
     by_q = scores_by_quarter(pred, obs, ["Q1", "Q2", "Q3", "Q4"])
-    assert within_quarter_r2(by_q) == pytest.approx(0.0, abs=1e-9)
+    assert all(s["r2"] == pytest.approx(0.0, abs=1e-9) for s in by_q.values())
+    assert within_quarter_r2(pred, obs) == pytest.approx(0.0, abs=1e-9)
+    # A model that halves each cell's anomaly explains 1 - 0.25 = 75 % of the within-quarter variance.
+    half = pred + 0.5 * (obs - pred)
+    assert within_quarter_r2(half, obs) == pytest.approx(0.75, abs=1e-9)
 
 
 # --- pixel cells and the prediction kernel ------------------------------------------------------------

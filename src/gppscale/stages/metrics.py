@@ -4,7 +4,8 @@
 negative: worse than predicting the mean), not the squared correlation, which forgives any bias and
 scale error. ``md`` is the mean of ``prediction - observation`` (positive = overestimate). Only pairs
 where both values are finite count. A score pooled over quarters mostly measures the seasonal cycle, so
-:func:`scores_by_quarter` scores each quarter on its own and :func:`within_quarter_r2` averages them.
+:func:`scores_by_quarter` scores each quarter on its own and :func:`within_quarter_r2` measures the
+variance explained around each quarter's mean.
 
 Example:
     >>> s = scores([1.0, 2.0, 3.0, np.nan], [1.0, 2.0, 4.0, 5.0])
@@ -69,13 +70,28 @@ def scores_by_quarter(
     return {label: scores(p[..., i], o[..., i]) for i, label in enumerate(labels)}
 
 
-def within_quarter_r2(by_quarter: dict[str, Scores], min_n: int = 5) -> float:
-    """Mean R² over the quarters with at least ``min_n`` pairs (NaN when none has).
+def within_quarter_r2(prediction: npt.ArrayLike, observation: npt.ArrayLike) -> float:
+    """R² around each quarter's own mean: ``1 - Σ SSE / Σ SST`` with both sums over every quarter.
+
+    The last axis is the quarter. Each quarter's observations are centred on that quarter's mean, so the
+    seasonal cycle explains nothing; summing squares before dividing keeps a quarter with little spread
+    (winter) from dominating, as an average of per-quarter R² would. NaN when no quarter has spread.
 
     Example:
-        >>> by_q = {"Q1": {"r2": 0.5, "n": 9}, "Q2": {"r2": 0.7, "n": 9}, "Q3": {"r2": 0.0, "n": 1}}
-        >>> within_quarter_r2(by_q)
-        0.6
+        >>> obs = np.array([[1.0, 100.0], [3.0, 300.0]])  # two cells, two quarters
+        >>> within_quarter_r2(obs, obs), within_quarter_r2([[2.0, 200.0], [2.0, 200.0]], obs)
+        (1.0, 0.0)
     """
-    values = [s["r2"] for s in by_quarter.values() if s["n"] >= min_n and math.isfinite(s["r2"])]
-    return float(np.mean(values)) if values else math.nan
+    p = np.asarray(prediction, np.float64)
+    o = np.asarray(observation, np.float64)
+    if p.shape != o.shape or p.ndim == 0:
+        raise SpecError(f"within_quarter_r2: shapes {p.shape} and {o.shape} must match, quarters last")
+    ok = np.isfinite(p) & np.isfinite(o)
+    o_flat, p_flat, ok_flat = (a.reshape(-1, a.shape[-1]) for a in (o, p, ok))
+    sse = sst = 0.0
+    for q in range(o_flat.shape[1]):
+        oq, pq = o_flat[ok_flat[:, q], q], p_flat[ok_flat[:, q], q]
+        if oq.size >= 2:
+            sse += float(((pq - oq) ** 2).sum())
+            sst += float(((oq - oq.mean()) ** 2).sum())
+    return 1.0 - sse / sst if sst > 0 else math.nan
