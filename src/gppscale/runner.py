@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +34,12 @@ if TYPE_CHECKING:
 __all__ = [
     "CUBE_REL",
     "CubeResult",
+    "PredictResult",
     "TrainResult",
     "catalog_url",
     "dask_client",
     "run_cube",
+    "run_predict",
     "run_samples",
     "run_search",
     "run_train",
@@ -253,3 +255,142 @@ def run_train(spec: RunSpec, *, client: Client | None = None, progress: Progress
         records[outcome.name] = read_record(store, outcome.name)
     rows, selection = write_summary(store, [r for r in records.values() if r is not None], spec.models.select)
     return TrainResult(store.join(TRAIN_DIR), rows, selection, len(todo), len(tasks) - len(todo))
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What the predict stage did."""
+
+    url: str
+    written: int
+    skipped: int
+    consistency: dict[str, Any]
+
+
+def _predict_inputs(spec: RunSpec, store: RunStore) -> tuple[Any, ...]:
+    """Cube, selection, predictors, coarse grid and sample table of a trained run."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    from gppscale.io.models import read_record, read_selection
+    from gppscale.io.regions import open_complete
+    from gppscale.io.samples import SAMPLES_JSON, read_samples
+
+    cube = open_complete(store, CUBE_REL, what="the predictor cube", fix="run `gppscale cube SPEC` first")
+    selection = read_selection(store)
+    described = store.read_json(SAMPLES_JSON)
+    grid = described["coarse_grid"]
+    coarse = GeoBox(tuple(grid["shape"]), Affine(*grid["transform"]), grid["crs"])
+    checkpoints = {
+        f"{t}/{target}/{kind}": (read_record(store, f"{t}/{target}/{kind}") or {})
+        .get("meta", {})
+        .get("sha256")
+        for t, kinds in selection.items()
+        for target, kind in kinds.items()
+    }
+    return cube, selection, described["features"], coarse, read_samples(store), checkpoints
+
+
+def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progress = _quiet) -> PredictResult:
+    """Stage 6: the 30 m maps from the selected models, mass-preserved, written resumably as Zarr.
+
+    Raises:
+        StoreError: If the cube, the samples or the models are missing (run the earlier stages).
+    """
+    import hashlib
+    import json
+
+    from gppscale.io.models import json_safe
+    from gppscale.io.predict import (
+        OUTPUT_REL,
+        RAW_REL,
+        consistency,
+        mass_factors,
+        output_dataset,
+        output_fingerprint,
+        raw_dataset,
+    )
+    from gppscale.io.regions import create_template, open_complete, region_encoding, write_regions
+
+    store = RunStore(spec.output.store)
+    store.check_writable()
+    plan = plan_run(spec)
+    cube, selection, predictors, coarse, table, checkpoints = _predict_inputs(spec, store)
+    raw_fp = hashlib.sha256(
+        json.dumps([cube.attrs.get("gppscale_fingerprint"), selection, checkpoints], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    chunk = int(cube.chunksizes["y"][0])  # the cube's own chunking (``grid.chunk_px`` when it was built)
+    fills: dict[Hashable, float] = {"forest_type": 255, "model_gpp": 0, "model_npp": 0}
+    settings = spec.predict.model_dump(mode="json")
+    if store.exists("predict.json") and _finished(store, OUTPUT_REL):
+        done = store.read_json("predict.json")
+        if done.get("raw_fingerprint") == raw_fp and done.get("settings") == settings:
+            progress(f"predict: reusing {store.join(OUTPUT_REL)}")
+            return PredictResult(store.join(OUTPUT_REL), 0, -1, done.get("consistency", {}))
+    raw = raw_dataset(
+        cube,
+        store_url=store.url,
+        selection=selection,
+        predictors=predictors,
+        quarters=plan.quarters,
+        batch_px=spec.predict.batch_px,
+    )
+    encoding = region_encoding(raw, chunk_y=chunk, chunk_x=chunk, fill_values=fills)
+    create_template(raw, store, RAW_REL, encoding=encoding, fingerprint=raw_fp, overwrite=True)
+    progress(f"predict: 30 m maps of {sorted(selection)} with the selected models")
+    write_regions(
+        raw,
+        store,
+        RAW_REL,
+        fingerprint=raw_fp,
+        client=client,
+        progress=lambda d, n: progress(f"predict: {d}/{n} regions predicted"),
+    )
+    raw_stored = open_complete(store, RAW_REL, what="the raw 30 m maps", fix="rerun `gppscale predict SPEC`")
+    factors, corrected = (None, None)
+    if spec.predict.mass_preservation:
+        factors, corrected = mass_factors(
+            raw_stored,
+            table,
+            plan.geobox,
+            coarse,
+            plan.quarters,
+            min_forest_fraction=spec.predict.min_forest_fraction,
+            iterations=spec.predict.iterations,
+            client=client,
+            progress=progress,
+        )
+    out = output_dataset(raw_stored, factors, plan.geobox, coarse, plan.quarters, cube.spatial_ref)
+    out_fp = output_fingerprint(raw_fp, factors)
+    encoding = region_encoding(out, chunk_y=chunk, chunk_x=chunk, fill_values=fills)
+    create_template(
+        out, store, OUTPUT_REL, encoding=encoding, fingerprint=out_fp, overwrite=spec.output.overwrite
+    )
+    summary = write_regions(
+        out,
+        store,
+        OUTPUT_REL,
+        fingerprint=out_fp,
+        client=client,
+        progress=lambda d, n: progress(f"predict: {d}/{n} output regions written"),
+    )
+    final = open_complete(store, OUTPUT_REL, what="the 30 m output")
+    report = (
+        consistency(final, table, corrected, plan.geobox, coarse, plan.quarters, client=client)
+        if corrected is not None
+        else {}
+    )
+    record = {"fingerprint": out_fp, "raw_fingerprint": raw_fp, "settings": settings, "selection": selection}
+    store.write_json("predict.json", json_safe({**record, "consistency": report}))
+    return PredictResult(store.join(OUTPUT_REL), summary.written, summary.skipped, report)
+
+
+def _finished(store: RunStore, rel: str) -> bool:
+    from gppscale.errors import StoreError
+    from gppscale.io.regions import open_complete
+
+    try:
+        open_complete(store, rel)
+    except StoreError:
+        return False
+    return True

@@ -759,6 +759,23 @@ class CubeSpec(_Block):
     """Share of shortwave radiation taken as isotropic diffuse in the terrain factor."""
 
 
+class PredictSpec(_Block):
+    """How the 30 m maps are predicted and made consistent with the coarse product."""
+
+    mass_preservation: bool = True
+    """Scale each coarse cell's 30 m values so that their area-weighted mean equals the coarse value,
+    in cells that are almost all forest (see min_forest_fraction); the uncorrected maps are kept too."""
+    min_forest_fraction: Fraction = 0.9
+    """Least share of a coarse cell's area covered by modelled forest pixels for it to be corrected; in
+    other cells the coarse value also holds other land covers, and the 30 m values are left as
+    predicted."""
+    iterations: int = Field(3, ge=1, le=10)
+    """Correction passes: pixels straddling two cells take a blend of their factors, so a few passes
+    bring every corrected cell's mean to its coarse value."""
+    batch_px: int = Field(65536, ge=256)
+    """Pixels per model forward pass (lower it for the CNN on small GPUs)."""
+
+
 # --- output, cluster, validation ---------------------------------------------------------------------
 
 
@@ -877,6 +894,8 @@ class RunSpec(_Block):
     """Target grid."""
     cube: CubeSpec = Field(default_factory=CubeSpec)
     """Predictor cube settings."""
+    predict: PredictSpec = Field(default_factory=PredictSpec)
+    """30 m prediction and mass preservation."""
     coarse: CoarseSpec = Field(default_factory=CoarseSpec)
     """Encoding and units of the coarse GPP/NPP product."""
     forest_types: ForestTypesSpec = Field(default_factory=ForestTypesSpec)
