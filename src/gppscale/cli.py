@@ -4,8 +4,8 @@ Commands:
 
 * ``gppscale world --preset small|demo|basin --out DIR [--seed N]`` writes a synthetic world.
 * ``gppscale catalog serve DIR [--port P]`` serves a world's STAC collections until Ctrl-C.
-* ``gppscale search|cube|samples|train SPEC [--set KEY=VALUE]`` runs the pipeline up to that stage (each
-  stage runs the earlier ones first when their outputs are missing or stale; finished work is reused).
+* ``gppscale search|cube|samples|train|predict SPEC [--set KEY=VALUE]`` runs the pipeline up to that stage
+  (each stage runs the earlier ones first when their outputs are missing or stale; finished work is reused).
 * ``gppscale demo [--preset small|demo] [--out DIR] [--seed N] [--spec FILE]`` makes (or reuses) a
   world under ``DIR/world``, serves it, and summarises what a run would find in each collection.
 
@@ -37,7 +37,7 @@ from gppscale.errors import DataWarning, GppscaleError, SpecError
 if TYPE_CHECKING:
     from gppscale.config import RunSpec
     from gppscale.io.samples import SamplesResult
-    from gppscale.runner import TrainResult
+    from gppscale.runner import PredictResult, TrainResult
 
 __all__ = ["build_parser", "main"]
 
@@ -158,7 +158,7 @@ def _print_counts(result: SamplesResult) -> None:
         print(f"  {name:<11} {c['cells']:>6} {c['pure']:>5} {c['train']:>6} {c['test']:>5}  {how}")
 
 
-_STAGES = ("cube", "samples", "train")
+_STAGES = ("cube", "samples", "train", "predict")
 """The stages after the search, in order; each command runs them up to its own."""
 
 
@@ -207,6 +207,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_predict(result: PredictResult) -> None:
+    state = "already complete" if result.skipped < 0 else f"{result.written} regions written"
+    print(f"predict: {result.url} ({state})")
+    for target, by_type in result.consistency.items():
+        parts = [
+            f"{t} {v['median_rel_error']:.1e}"
+            for t, v in by_type.items()
+            if v.get("median_rel_error") is not None
+        ]
+        print(f"  mass preservation, {target}: median |mean - coarse| / coarse per type: {', '.join(parts)}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    spec = _load_cli_spec(args)
+    t0 = time.monotonic()
+    _print_predict(_run_stages(spec, "predict", _progress_printer(t0))["predict"])
+    print(f"predict: done in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out if args.out is not None else Path("out") / args.preset
     spec_path = _resolve_spec_path(args.spec, args.preset)
@@ -219,7 +239,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     overrides = {"catalog.world": str(world_dir), "output.store": str(run_dir), "output.overwrite": True}
     spec = load_spec(spec_path, overrides=overrides)
     t0 = time.monotonic()
-    results = _run_stages(spec, "train", _progress_printer(t0))
+    results = _run_stages(spec, "predict", _progress_printer(t0))
     frozen, cube = results["search"], results["cube"]
     print()
     print(f"run spec:   {spec_path}")
@@ -230,8 +250,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _print_counts(results["samples"])
     print("            read it with gppscale.io.samples.read_samples(RunStore(path)) or pandas.read_parquet")
     _print_metrics(results["train"])
-    print(f"Done in {time.monotonic() - t0:.0f} s. The pipeline runs as far as the trained models today;")
-    print("30 m prediction and validation arrive with the next issues.")
+    _print_predict(results["predict"])
+    print('            open it with xarray.open_zarr(path, consolidated=False, decode_coords="all")')
+    print(f"Done in {time.monotonic() - t0:.0f} s. Validation and its report arrive with the next issues.")
     return 0
 
 
@@ -264,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("cube", _cmd_cube, "build the 30 m predictor cube Zarr (searches first if needed; resumable)"),
         ("samples", _cmd_samples, "aggregate the cube to the coarse grid, flag pure cells, split (Parquet)"),
         ("train", _cmd_train, "train the models per forest type and target, score them, select (resumable)"),
+        (
+            "predict",
+            _cmd_predict,
+            "30 m quarterly GPP/NPP Zarr, mass-preserved (runs earlier stages; resumable)",
+        ),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("spec", type=Path, help="run spec YAML")
@@ -281,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
 
     demo = commands.add_parser(
-        "demo", help="make a world and run the pipeline on it (search, cube, samples, train so far)"
+        "demo", help="make a world and run the pipeline on it (search, cube, samples, train, predict)"
     )
     demo.add_argument("--preset", choices=("small", "demo"), default="demo", help="world and run spec preset")
     demo.add_argument("--out", type=Path, default=None, help="output folder (default out/<preset>)")
