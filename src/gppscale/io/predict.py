@@ -137,8 +137,8 @@ def _template(cube: xr.Dataset, chunks: dict[str, int]) -> xr.Dataset:
     import dask.array as da
 
     nt, ny, nx = cube.sizes["time"], cube.sizes["y"], cube.sizes["x"]
-    quarterly = da.zeros((nt, ny, nx), np.float32, chunks=(nt, chunks["y"], chunks["x"]))
-    static = da.zeros((ny, nx), np.uint8, chunks=(chunks["y"], chunks["x"]))
+    quarterly = da.zeros((nt, ny, nx), dtype=np.float32, chunks=(nt, chunks["y"], chunks["x"]))
+    static = da.zeros((ny, nx), dtype=np.uint8, chunks=(chunks["y"], chunks["x"]))
     data: dict[str, Any] = {"forest_type": (("y", "x"), static)}
     for target in TARGETS:
         data[f"{target}_uncorrected"] = (("time", "y", "x"), quarterly)

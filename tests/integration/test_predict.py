@@ -1,0 +1,94 @@
+"""The predict stage on the `small` world: Zarr layout, units, NaN off forest, mass preservation, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401 - registers the .rio accessor
+import xarray as xr
+
+from gppscale.config import RunSpec, parse_spec
+from gppscale.errors import DataWarning
+from gppscale.io.predict import MODEL_CODES, OUTPUT_REL
+from gppscale.io.regions import records_rel
+from gppscale.io.samples import SamplesResult
+from gppscale.plan import plan_run
+from gppscale.runner import PredictResult, run_predict, run_train
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def predicted(small_samples: tuple[RunSpec, SamplesResult]) -> tuple[RunSpec, PredictResult]:
+    spec, _ = small_samples
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        run_train(spec)
+    return spec, run_predict(spec)
+
+
+def test_output_layout_units_and_forest_mask(predicted: tuple[RunSpec, PredictResult]) -> None:
+    spec, result = predicted
+    plan = plan_run(spec)
+    out = xr.open_zarr(result.url, consolidated=False, decode_coords="all")
+    assert set(out.data_vars) >= {
+        "gpp",
+        "npp",
+        "gpp_uncorrected",
+        "npp_uncorrected",
+        "forest_type",
+        "model_gpp",
+    }
+    assert out.gpp.shape == (len(plan.quarters), *plan.geobox.shape)
+    assert out.gpp.attrs["units"] == "gC m-2 quarter-1" and out.gpp.dtype == np.float32
+    assert out.rio.crs.to_epsg() == plan.epsg
+    assert tuple(out.rio.transform())[:6] == tuple(plan.geobox.transform)[:6]
+    assert out.time_bnds.shape == (len(plan.quarters), 2)
+    selection = json.loads((Path(spec.output.store) / "train" / "selection.json").read_text())["models"]
+    from gppscale.stages.forest import FOREST_TYPE_IDS
+
+    modelled = np.isin(out.forest_type.values, [FOREST_TYPE_IDS[t] for t in selection])
+    for name in ("gpp", "npp", "gpp_uncorrected"):
+        values = out[name].values
+        assert np.isfinite(values[:, modelled]).all(), name
+        assert np.isnan(values[:, ~modelled]).all(), name  # NaN exactly off the modelled forest
+        assert (values[:, modelled] >= 0).all(), name
+    codes = out.model_gpp.values
+    assert set(np.unique(codes[modelled])) <= {MODEL_CODES[k] for k in spec.models.kinds}
+    assert (codes[~modelled] == MODEL_CODES["none"]).all()
+
+
+def test_mass_preservation_reproduces_the_coarse_values(predicted: tuple[RunSpec, PredictResult]) -> None:
+    _, result = predicted
+    for target in ("gpp", "npp"):
+        by_type = result.consistency[target]
+        assert by_type, result.consistency
+        for forest_type, report in by_type.items():
+            if report["median_rel_error"] is not None:
+                assert report["median_rel_error"] < 1e-3, (target, forest_type, report)
+                assert report["p95_rel_error"] < 0.05, (target, forest_type, report)
+
+
+def test_rerun_reuses_and_a_lost_region_is_rewritten(
+    predicted: tuple[RunSpec, PredictResult], tmp_path: Path
+) -> None:
+    spec, result = predicted
+    assert run_predict(spec).skipped == -1  # complete: nothing recomputed
+    store = tmp_path / "run"
+    shutil.copytree(spec.output.store, store)
+    raw = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["output"]["store"] = str(store)
+    copy = parse_spec(raw)
+    before = xr.open_zarr(store / OUTPUT_REL, consolidated=False).gpp.values
+    record = sorted((store / records_rel(OUTPUT_REL)).glob("*.json"))[0]
+    record.unlink()  # as if the run was killed before this region's record
+    again = run_predict(copy)
+    assert (again.written, again.skipped) == (1, 5)
+    after = xr.open_zarr(store / OUTPUT_REL, consolidated=False).gpp.values
+    np.testing.assert_array_equal(after, before)
+    assert result.url != again.url
