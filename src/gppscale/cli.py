@@ -4,7 +4,7 @@ Commands:
 
 * ``gppscale world --preset small|demo|basin --out DIR [--seed N]`` writes a synthetic world.
 * ``gppscale catalog serve DIR [--port P]`` serves a world's STAC collections until Ctrl-C.
-* ``gppscale search|cube|samples|train|predict SPEC [--set KEY=VALUE]`` runs the pipeline up to that stage
+* ``gppscale search|cube|samples|train|predict|run SPEC [--set KEY=VALUE]`` runs the pipeline up to a stage
   (each stage runs the earlier ones first when their outputs are missing or stale; finished work is reused).
 * ``gppscale demo [--preset small|demo] [--out DIR] [--seed N] [--spec FILE]`` makes (or reuses) a
   world under ``DIR/world``, serves it, and summarises what a run would find in each collection.
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gppscale import __version__
 from gppscale.errors import DataWarning, GppscaleError, SpecError
@@ -37,7 +37,7 @@ from gppscale.errors import DataWarning, GppscaleError, SpecError
 if TYPE_CHECKING:
     from gppscale.config import RunSpec
     from gppscale.io.samples import SamplesResult
-    from gppscale.runner import PredictResult, TrainResult
+    from gppscale.runner import PredictResult, RunResult, TrainResult
 
 __all__ = ["build_parser", "main"]
 
@@ -140,7 +140,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_cube(args: argparse.Namespace) -> int:
     spec = _load_cli_spec(args)
     t0 = time.monotonic()
-    result = _run_stages(spec, "cube", _progress_printer(t0))["cube"]
+    result = _run_stages(spec, "cube", _progress_printer(t0)).results["cube"]
     print(
         f"cube: {result.url}: {result.written} regions written, {result.skipped} already done, "
         f"in {time.monotonic() - t0:.1f} s"
@@ -158,26 +158,18 @@ def _print_counts(result: SamplesResult) -> None:
         print(f"  {name:<11} {c['cells']:>6} {c['pure']:>5} {c['train']:>6} {c['test']:>5}  {how}")
 
 
-_STAGES = ("cube", "samples", "train", "predict")
-"""The stages after the search, in order; each command runs them up to its own."""
+def _run_stages(spec: RunSpec, last: str, progress: Callable[[str], None]) -> RunResult:
+    """Search, then every stage up to ``last`` on the spec's Dask cluster (see ``runner.run_stages``)."""
+    from gppscale.runner import run_stages
 
-
-def _run_stages(spec: RunSpec, last: str, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Search, then every stage up to ``last`` on the spec's Dask cluster; the results by stage."""
-    from gppscale import runner
-
-    results: dict[str, Any] = {"search": runner.run_search(spec, progress=progress)}
-    with _sigterm_as_interrupt(), runner.dask_client(spec.cluster) as client:
-        for stage in _STAGES[: _STAGES.index(last) + 1]:
-            run = getattr(runner, f"run_{stage}")
-            results[stage] = run(spec, client=client, progress=progress)
-    return results
+    with _sigterm_as_interrupt():
+        return run_stages(spec, last, progress=progress)
 
 
 def _cmd_samples(args: argparse.Namespace) -> int:
     spec = _load_cli_spec(args)
     t0 = time.monotonic()
-    _print_counts(_run_stages(spec, "samples", _progress_printer(t0))["samples"])
+    _print_counts(_run_stages(spec, "samples", _progress_printer(t0)).results["samples"])
     print(f"samples: done in {time.monotonic() - t0:.1f} s")
     return 0
 
@@ -202,7 +194,7 @@ def _num(value: object) -> float:
 def _cmd_train(args: argparse.Namespace) -> int:
     spec = _load_cli_spec(args)
     t0 = time.monotonic()
-    _print_metrics(_run_stages(spec, "train", _progress_printer(t0))["train"])
+    _print_metrics(_run_stages(spec, "train", _progress_printer(t0)).results["train"])
     print(f"train: done in {time.monotonic() - t0:.1f} s")
     return 0
 
@@ -222,7 +214,7 @@ def _print_predict(result: PredictResult) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     spec = _load_cli_spec(args)
     t0 = time.monotonic()
-    _print_predict(_run_stages(spec, "predict", _progress_printer(t0))["predict"])
+    _print_predict(_run_stages(spec, "predict", _progress_printer(t0)).results["predict"])
     print(f"predict: done in {time.monotonic() - t0:.1f} s")
     return 0
 
@@ -239,12 +231,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     overrides = {"catalog.world": str(world_dir), "output.store": str(run_dir), "output.overwrite": True}
     spec = load_spec(spec_path, overrides=overrides)
     t0 = time.monotonic()
-    results = _run_stages(spec, "predict", _progress_printer(t0))
-    frozen, cube = results["search"], results["cube"]
+    run = _run_stages(spec, "predict", _progress_printer(t0))
     print()
     print(f"run spec:   {spec_path}")
     print(f"world:      {world_dir}")
-    print(f"search:     {sum(len(v) for v in frozen.items.values())} items frozen in {run_dir / 'search'}")
+    _print_run(run)
+    print(f"Done in {time.monotonic() - t0:.0f} s. Validation and its report arrive with the next issues.")
+    return 0
+
+
+def _print_run(run: RunResult) -> None:
+    results = run.results
+    frozen, cube = results["search"], results["cube"]
+    print(f"search:     {sum(len(v) for v in frozen.items.values())} items frozen")
     print(f"cube:       {cube.url} ({cube.written} regions written, {cube.skipped} already done)")
     print("            open it with xarray.open_zarr(path, consolidated=False)")
     _print_counts(results["samples"])
@@ -252,7 +251,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _print_metrics(results["train"])
     _print_predict(results["predict"])
     print('            open it with xarray.open_zarr(path, consolidated=False, decode_coords="all")')
-    print(f"Done in {time.monotonic() - t0:.0f} s. Validation and its report arrive with the next issues.")
+    print(f"STAC:       {run.stac}")
+    print(f"manifest:   {run.manifest}")
+    print("timings:    " + ", ".join(f"{stage} {s:.1f} s" for stage, s in run.timings_s.items()))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    spec = _load_cli_spec(args)
+    t0 = time.monotonic()
+    _print_run(_run_stages(spec, "predict", _progress_printer(t0)))
+    print(f"run: done in {time.monotonic() - t0:.1f} s")
     return 0
 
 

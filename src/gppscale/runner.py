@@ -33,15 +33,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CUBE_REL",
+    "STAGES",
     "CubeResult",
     "PredictResult",
+    "RunResult",
     "TrainResult",
     "catalog_url",
     "dask_client",
+    "describe_run",
     "run_cube",
     "run_predict",
     "run_samples",
     "run_search",
+    "run_stages",
     "run_train",
 ]
 
@@ -394,3 +398,98 @@ def _finished(store: RunStore, rel: str) -> bool:
     except StoreError:
         return False
     return True
+
+
+STAGES = ("search", "cube", "samples", "train", "predict")
+"""The pipeline's stages in order."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run_stages` did: each stage's result, its wall time, and the output description."""
+
+    results: dict[str, Any]
+    timings_s: dict[str, float]
+    stac: str | None = None
+    manifest: str | None = None
+
+
+def run_stages(spec: RunSpec, last: str = "predict", *, progress: Progress = _quiet) -> RunResult:
+    """Run the stages up to ``last`` on the spec's Dask cluster, each skipping its finished work.
+
+    After ``predict``, the output's STAC collection (``stac/``) and the run manifest (``manifest.json``)
+    are written.
+
+    Raises:
+        SpecError: If ``last`` is not a stage.
+    """
+    import time
+
+    from gppscale.errors import SpecError
+
+    if last not in STAGES:
+        raise SpecError(f"unknown stage {last!r}; choose one of {list(STAGES)}")
+    results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    results["search"] = run_search(spec, progress=progress)
+    timings["search"] = time.perf_counter() - start
+    with dask_client(spec.cluster) as client:
+        link = getattr(client, "dashboard_link", None)
+        if link and spec.cluster.mode != "local":
+            progress(f"dask: dashboard at {link}")
+        for stage in STAGES[1 : STAGES.index(last) + 1]:
+            start = time.perf_counter()
+            results[stage] = globals()[f"run_{stage}"](spec, client=client, progress=progress)
+            timings[stage] = time.perf_counter() - start
+    if last != "predict":
+        return RunResult(results, timings)
+    stac, manifest = describe_run(spec, timings)
+    progress(f"run: STAC collection {stac}; manifest {manifest}")
+    return RunResult(results, timings, stac, manifest)
+
+
+def describe_run(spec: RunSpec, timings_s: dict[str, float]) -> tuple[str, str]:
+    """Write the output's STAC collection and the run manifest; return their URLs."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    import xarray as xr
+
+    from gppscale.io.outputs import package_versions, run_manifest, write_manifest, write_output_stac
+    from gppscale.io.predict import OUTPUT_REL
+    from gppscale.io.regions import read_region_records
+    from gppscale.io.samples import SAMPLES_JSON
+
+    store = RunStore(spec.output.store)
+    plan = plan_run(spec)
+    frozen = load_frozen(store)
+    inputs = {
+        f"search/{role}.parquet": info["sha256"]
+        for role, info in frozen.manifest.get("roles", {}).items()
+        if info.get("sha256")
+    }
+    inputs["samples.parquet"] = store.read_json(SAMPLES_JSON)["sha256"]
+    records = read_region_records(store, OUTPUT_REL)
+    outputs: dict[str, str] = {}
+    for name in sorted({v for r in records.values() for v in r.get("checksums", {})}):
+        digest = hashlib.sha256()
+        for region in sorted(records):
+            digest.update(f"{region}:{records[region]['checksums'].get(name, '')};".encode())
+        outputs[f"{OUTPUT_REL}/{name}"] = digest.hexdigest()
+    created = datetime.now(UTC)
+    versions = package_versions()
+    out = xr.open_zarr(store.zarr_store(OUTPUT_REL, read_only=True), consolidated=False)
+    stac = write_output_stac(
+        store, out, plan.geobox, run_name=spec.name, created=created, software=versions, inputs=inputs
+    )
+    manifest = run_manifest(
+        spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        versions=versions,
+        inputs=inputs,
+        timings_s=timings_s,
+        outputs=outputs,
+        created=created,
+    )
+    write_manifest(store, manifest)
+    return stac, store.join("manifest.json")

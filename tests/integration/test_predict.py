@@ -92,3 +92,28 @@ def test_rerun_reuses_and_a_lost_region_is_rewritten(
     after = xr.open_zarr(store / OUTPUT_REL, consolidated=False).gpp.values
     np.testing.assert_array_equal(after, before)
     assert result.url != again.url
+
+
+def test_run_describes_the_outputs_with_stac_and_a_manifest(predicted: tuple[RunSpec, PredictResult]) -> None:
+    import pystac
+
+    from gppscale.runner import STAGES, run_stages
+
+    spec, _ = predicted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        run = run_stages(spec)  # every stage reuses its finished work
+    assert list(run.timings_s) == list(STAGES)
+    assert run.results["predict"].skipped == -1 and run.results["train"].trained == 0
+    collection = pystac.read_file(str(run.stac))
+    assert isinstance(collection, pystac.Collection)
+    items = list(collection.get_items())
+    assert [i.id for i in items] == [f"gppscale-{spec.name}-{q.label}" for q in plan_run(spec).quarters]
+    asset = items[0].assets["zarr"]
+    opened = xr.open_zarr(asset.href, consolidated=False)
+    assert opened.gpp.attrs["units"] == "gC m-2 quarter-1"
+    manifest = json.loads(Path(str(run.manifest)).read_text())
+    assert manifest["format"] == "gppscale-manifest/1"
+    assert {"gpp.zarr/gpp", "gpp.zarr/npp"} <= set(manifest["outputs"])
+    assert "samples.parquet" in manifest["inputs"] and "search/landsat.parquet" in manifest["inputs"]
+    assert manifest["spec"]["name"] == spec.name
