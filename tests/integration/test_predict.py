@@ -117,3 +117,105 @@ def test_run_describes_the_outputs_with_stac_and_a_manifest(predicted: tuple[Run
     assert {"gpp.zarr/gpp", "gpp.zarr/npp"} <= set(manifest["outputs"])
     assert "samples.parquet" in manifest["inputs"] and "search/landsat.parquet" in manifest["inputs"]
     assert manifest["spec"]["name"] == spec.name
+
+
+def _predict_cli(spec_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gppscale.cli", "predict", str(spec_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _fresh_copy(spec: RunSpec, store_dir: Path, spec_path: Path) -> RunSpec:
+    """The trained run copied to ``store_dir`` without its predictions, and its spec as YAML (1 worker)."""
+    import yaml
+
+    shutil.copytree(spec.output.store, store_dir)
+    for name in ("gpp.zarr", "gpp.regions", "work", "predict.json", "stac", "manifest.json"):
+        target = store_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    raw = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["output"]["store"] = str(store_dir)
+    raw["cluster"] = {"mode": "local", "workers": 1, "threads_per_worker": 1}
+    spec_path.write_text(yaml.safe_dump(raw))
+    return parse_spec(raw)
+
+
+def test_killed_predict_resumes_without_redoing_regions(
+    predicted: tuple[RunSpec, PredictResult], tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from gppscale.io.predict import RAW_REL
+    from gppscale.io.regions import read_region_records
+    from gppscale.io.store import RunStore
+
+    spec, _ = predicted
+    # The reference: the same command, uninterrupted, in the same kind of worker process.
+    _fresh_copy(spec, tmp_path / "reference", tmp_path / "reference.yaml")
+    _predict_cli(tmp_path / "reference.yaml")
+    reference = read_region_records(RunStore(str(tmp_path / "reference")), OUTPUT_REL)
+
+    killed = _fresh_copy(spec, tmp_path / "killed", tmp_path / "killed.yaml")
+    raw_records = tmp_path / "killed" / records_rel(RAW_REL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gppscale.cli", "predict", str(tmp_path / "killed.yaml")],
+        start_new_session=True,  # the LocalCluster's worker processes die with the group
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(raw_records.glob("*.json"))) < 2:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.read_bytes() for p in raw_records.glob("*.json")}
+    assert 2 <= len(before) < 6, sorted(before)
+    _predict_cli(tmp_path / "killed.yaml")
+    assert {p.name: p.read_bytes() for p in raw_records.glob("*.json") if p.name in before} == before
+    resumed = read_region_records(RunStore(killed.output.store), OUTPUT_REL)
+    assert {k: v["checksums"] for k, v in resumed.items()} == {
+        k: v["checksums"] for k, v in reference.items()
+    }
+
+
+@pytest.mark.usefixtures("s3_endpoint")
+def test_the_whole_run_on_a_local_s3_server(
+    small_samples: tuple[RunSpec, SamplesResult], s3_bucket: str
+) -> None:
+    from gppscale.io.store import RunStore
+    from gppscale.runner import run_stages
+
+    spec, _ = small_samples
+    raw = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["output"]["store"] = f"{s3_bucket}/small"
+    raw["models"] = {"kinds": ["dnn"], "baselines": [], "hyper": {"*": {"epochs": 10, "patience": 3}}}
+    raw["cluster"] = {"mode": "local", "workers": 1, "threads_per_worker": 2}
+    s3_spec = parse_spec(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        run = run_stages(s3_spec)
+    store = RunStore(s3_spec.output.store)
+    assert str(run.stac).startswith("s3://") and store.exists("manifest.json")
+    out = xr.open_zarr(store.zarr_store(OUTPUT_REL, read_only=True), consolidated=False, decode_coords="all")
+    values = out.gpp.values
+    assert np.isfinite(values).any() and (values[np.isfinite(values)] >= 0).all()
+    for by_type in run.results["predict"].consistency.values():
+        for report in by_type.values():
+            if report["median_rel_error"] is not None:
+                assert report["median_rel_error"] < 1e-3
