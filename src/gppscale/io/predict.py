@@ -40,6 +40,7 @@ from gppscale.stages.aggregate import aggregate_mean, pixel_cells
 from gppscale.stages.forest import FOREST_TYPE_FILL, FOREST_TYPE_IDS
 from gppscale.stages.predict import predict_block
 from gppscale.stages.quarters import Quarter
+from gppscale.stages.samples import labels_by_cell
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -206,13 +207,6 @@ def _scaled(values: xr.DataArray, factors: F32, fine: GeoBox, coarse: GeoBox) ->
     return xr.map_blocks(kernel, values, template=values)
 
 
-def _labels(table: pd.DataFrame, target: str, quarters: Sequence[Quarter], n_cells: int) -> F32:
-    out = np.full((len(quarters), n_cells), np.nan, np.float32)
-    index = {q.label: i for i, q in enumerate(quarters)}
-    out[table.quarter.map(index).to_numpy(), table.cell.to_numpy()] = table[target].to_numpy(np.float32)
-    return out
-
-
 def mass_factors(
     raw: xr.Dataset,
     table: pd.DataFrame,
@@ -244,7 +238,7 @@ def mass_factors(
     corrected = covered & (np.nan_to_num(np.asarray(share.values).ravel()) >= min_forest_fraction)
     factors = {}
     for target in TARGETS:
-        wanted = _labels(table, target, quarters, n_cells)
+        wanted = labels_by_cell(table, target, quarters, n_cells)
         f = np.ones((len(quarters), n_cells), np.float32)
         for i in range(iterations):
             scaled = _scaled(raw[f"{target}_uncorrected"], f, fine, coarse)
@@ -285,7 +279,7 @@ def consistency(
     report: dict[str, dict[str, Any]] = {}
     for target, mean in zip(TARGETS, means, strict=True):
         got = np.asarray(mean.values, np.float64).reshape(len(quarters), n_cells)
-        wanted = _labels(table, target, quarters, n_cells).astype(np.float64)
+        wanted = labels_by_cell(table, target, quarters, n_cells).astype(np.float64)
         ok = corrected[None, :] & np.isfinite(got) & np.isfinite(wanted)
         active = ok & (wanted >= ACTIVE_MIN)
         report[target] = {}

@@ -30,7 +30,7 @@ from gppscale.stages.quarters import Quarter
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["predict_block"]
+__all__ = ["coarse_everywhere", "predict_block"]
 
 F32 = npt.NDArray[np.float32]
 
@@ -97,3 +97,22 @@ def _pick(
     if a.shape == shape:
         return a.reshape(-1)[where]
     raise SpecError(f"predictor {name!r} has shape {a.shape}; expected {(n_t, *shape)} or {shape}")
+
+
+def coarse_everywhere(labels_tc: npt.ArrayLike, cells: npt.ArrayLike) -> F32:
+    """The "coarse value everywhere" baseline: each pixel gets its coarse cell's value, ``(T, *pixels)``.
+
+    Args:
+        labels_tc: Coarse values ``(T, n_cells)`` (cells flattened row-major; NaN where unknown).
+        cells: Each pixel's cell index (:func:`~gppscale.stages.aggregate.pixel_cells`; -1 outside).
+
+    Example:
+        >>> coarse_everywhere([[10.0, 20.0]], np.array([[0, 1, -1]])).tolist()
+        [[[10.0, 20.0, nan]]]
+    """
+    labels = np.asarray(labels_tc, np.float32)
+    idx = np.asarray(cells)
+    out = np.full((labels.shape[0], *idx.shape), np.nan, np.float32)
+    inside = idx >= 0
+    out[:, inside] = labels[:, idx[inside]]
+    return out

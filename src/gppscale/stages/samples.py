@@ -53,6 +53,7 @@ __all__ = [
     "cell_area_px",
     "cells_table",
     "flag_samples",
+    "labels_by_cell",
     "type_counts",
 ]
 
@@ -289,3 +290,17 @@ def type_counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:
             "test": int((pure & test).sum()),
         }
     return counts
+
+
+def labels_by_cell(table: pd.DataFrame, target: str, quarters: Sequence[Quarter], n_cells: int) -> F64:
+    """A label column of the table as ``(T, n_cells)`` over the whole coarse grid (NaN where no row).
+
+    Example:
+        >>> t = pd.DataFrame({"quarter": ["2021Q2", "2021Q1"], "cell": [2, 0], "gpp": [300.0, 5.0]})
+        >>> labels_by_cell(t, "gpp", [Quarter(2021, 1), Quarter(2021, 2)], 3).tolist()
+        [[5.0, nan, nan], [nan, nan, 300.0]]
+    """
+    out = np.full((len(quarters), n_cells), np.nan, np.float64)
+    index = {q.label: i for i, q in enumerate(quarters)}
+    out[table.quarter.map(index).to_numpy(), table.cell.to_numpy()] = table[target].to_numpy(np.float64)
+    return out
