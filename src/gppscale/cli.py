@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gppscale import __version__
 from gppscale.errors import DataWarning, GppscaleError, SpecError
@@ -37,7 +37,7 @@ from gppscale.errors import DataWarning, GppscaleError, SpecError
 if TYPE_CHECKING:
     from gppscale.config import RunSpec
     from gppscale.io.samples import SamplesResult
-    from gppscale.runner import PredictResult, RunResult, TrainResult
+    from gppscale.runner import CubeResult, PredictResult, RunResult, TrainResult
 
 __all__ = ["build_parser", "main"]
 
@@ -137,15 +137,21 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_cube(args: argparse.Namespace) -> int:
-    spec = _load_cli_spec(args)
-    t0 = time.monotonic()
-    result = _run_stages(spec, "cube", _progress_printer(t0)).results["cube"]
-    print(
-        f"cube: {result.url}: {result.written} regions written, {result.skipped} already done, "
-        f"in {time.monotonic() - t0:.1f} s"
-    )
-    return 0
+def _print_cube(result: CubeResult) -> None:
+    print(f"cube: {result.url}: {result.written} regions written, {result.skipped} already done")
+
+
+def _stage_command(stage: str, show: Callable[[Any], None]) -> Handler:
+    """The handler of ``gppscale <stage> SPEC``: run up to the stage, then ``show`` its result."""
+
+    def handler(args: argparse.Namespace) -> int:
+        spec = _load_cli_spec(args)
+        t0 = time.monotonic()
+        show(_run_stages(spec, stage, _progress_printer(t0)).results[stage])
+        print(f"{stage}: done in {time.monotonic() - t0:.1f} s")
+        return 0
+
+    return handler
 
 
 def _print_counts(result: SamplesResult) -> None:
@@ -166,14 +172,6 @@ def _run_stages(spec: RunSpec, last: str, progress: Callable[[str], None]) -> Ru
         return run_stages(spec, last, progress=progress)
 
 
-def _cmd_samples(args: argparse.Namespace) -> int:
-    spec = _load_cli_spec(args)
-    t0 = time.monotonic()
-    _print_counts(_run_stages(spec, "samples", _progress_printer(t0)).results["samples"])
-    print(f"samples: done in {time.monotonic() - t0:.1f} s")
-    return 0
-
-
 def _print_metrics(result: TrainResult) -> None:
     print(f"train: {result.url}: {result.trained} tasks trained, {result.reused} reused")
     print("  held-out test cells (coarse scale); * = model used for the 30 m maps")
@@ -191,14 +189,6 @@ def _num(value: object) -> float:
     return float("nan") if value is None else float(value)  # type: ignore[arg-type]
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    spec = _load_cli_spec(args)
-    t0 = time.monotonic()
-    _print_metrics(_run_stages(spec, "train", _progress_printer(t0)).results["train"])
-    print(f"train: done in {time.monotonic() - t0:.1f} s")
-    return 0
-
-
 def _print_predict(result: PredictResult) -> None:
     state = "already complete" if result.skipped < 0 else f"{result.written} regions written"
     print(f"predict: {result.url} ({state})")
@@ -209,14 +199,6 @@ def _print_predict(result: PredictResult) -> None:
             if v.get("median_rel_error") is not None
         ]
         print(f"  mass preservation, {target}: median |mean - coarse| / coarse per type: {', '.join(parts)}")
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    spec = _load_cli_spec(args)
-    t0 = time.monotonic()
-    _print_predict(_run_stages(spec, "predict", _progress_printer(t0)).results["predict"])
-    print(f"predict: done in {time.monotonic() - t0:.1f} s")
-    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -290,12 +272,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, text in (
         ("search", _cmd_search, "search the spec's catalog and freeze the items (stac-geoparquet)"),
-        ("cube", _cmd_cube, "build the 30 m predictor cube Zarr (searches first if needed; resumable)"),
-        ("samples", _cmd_samples, "aggregate the cube to the coarse grid, flag pure cells, split (Parquet)"),
-        ("train", _cmd_train, "train the models per forest type and target, score them, select (resumable)"),
+        (
+            "cube",
+            _stage_command("cube", _print_cube),
+            "build the 30 m predictor cube Zarr (searches first if needed; resumable)",
+        ),
+        (
+            "samples",
+            _stage_command("samples", _print_counts),
+            "aggregate the cube to the coarse grid, flag pure cells, split (Parquet)",
+        ),
+        (
+            "train",
+            _stage_command("train", _print_metrics),
+            "train the models per forest type and target, score them, select (resumable)",
+        ),
         (
             "predict",
-            _cmd_predict,
+            _stage_command("predict", _print_predict),
             "30 m quarterly GPP/NPP Zarr, mass-preserved (runs earlier stages; resumable)",
         ),
     ):
