@@ -389,7 +389,7 @@ def test_runner_reads_the_spec_from_the_configmap_and_reaches_the_scheduler(
 
     # The image's ENTRYPOINT is `gppscale`; run its args through the CLI's own spec loading.
     args = [_expand(a, env) for a in runner["args"]]
-    assert args[:2] == ["predict", "/etc/gppscale/spec.yaml"]
+    assert args[:2] == ["run", "/etc/gppscale/spec.yaml"]
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     (tmp_path / "spec.yaml").write_text(text)
     loaded = load_spec(tmp_path / "spec.yaml", overrides=dict(parse_override(s) for s in sets))
