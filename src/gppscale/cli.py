@@ -6,6 +6,8 @@ Commands:
 * ``gppscale catalog serve DIR [--port P]`` serves a world's STAC collections until Ctrl-C.
 * ``gppscale search|cube|samples|train|predict|run SPEC [--set KEY=VALUE]`` runs the pipeline up to a stage
   (each stage runs the earlier ones first when their outputs are missing or stale; finished work is reused).
+* ``gppscale doctor SPEC`` checks that a run can start; ``gppscale submit SPEC [--dry-run]`` sends it to
+  Kubernetes as a DaskJob.
 * ``gppscale demo [--preset small|demo] [--out DIR] [--seed N] [--spec FILE]`` makes (or reuses) a
   world under ``DIR/world``, serves it, and summarises what a run would find in each collection.
 
@@ -201,6 +203,41 @@ def _print_predict(result: PredictResult) -> None:
         print(f"  mass preservation, {target}: median |mean - coarse| / coarse per type: {', '.join(parts)}")
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from gppscale.doctor import run_checks
+
+    checks = run_checks(_load_cli_spec(args))
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if not c.ok]
+    print(
+        "doctor: all checks passed"
+        if not failed
+        else f"doctor: {len(failed)} check(s) failed: {', '.join(failed)}"
+    )
+    return 0 if not failed else 1
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    import yaml
+
+    from gppscale.kube import submit, submit_manifests
+
+    spec = _load_cli_spec(args)
+    if spec.cluster.mode != "kubernetes":
+        raise SpecError(
+            f"gppscale submit runs on Kubernetes, but cluster.mode is {spec.cluster.mode!r}; set "
+            "cluster.mode: kubernetes (and cluster.kubernetes.image) or use `gppscale run`"
+        )
+    text = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+    if args.dry_run:
+        print(yaml.safe_dump_all(submit_manifests(spec, text), sort_keys=False), end="")
+        return 0
+    for name in submit(spec, text):
+        print(f"submitted {name}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out if args.out is not None else Path("out") / args.preset
     spec_path = _resolve_spec_path(args.spec, args.preset)
@@ -292,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
             _stage_command("predict", _print_predict),
             "30 m quarterly GPP/NPP Zarr, mass-preserved (runs earlier stages; resumable)",
         ),
+        ("run", _cmd_run, "every stage, then the output STAC collection and the run manifest (resumable)"),
+        ("doctor", _cmd_doctor, "check packages, store, catalog, scheduler and Kubernetes; say how to fix"),
+        ("submit", _cmd_submit, "submit the run to Kubernetes as a DaskJob (--dry-run prints the manifests)"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("spec", type=Path, help="run spec YAML")
@@ -306,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--refresh", action="store_true", help="search again even if a frozen search exists"
             )
+        if name == "submit":
+            sub.add_argument("--dry-run", action="store_true", help="print the manifests, create nothing")
         sub.set_defaults(func=func)
 
     demo = commands.add_parser(

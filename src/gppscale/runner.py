@@ -72,18 +72,38 @@ def catalog_url(spec: RunSpec) -> Iterator[str]:
 
 
 @contextmanager
-def dask_client(cluster: ClusterSpec) -> Iterator[Client]:
-    """A ``distributed.Client`` for ``cluster``: a LocalCluster of processes, or a running scheduler."""
+def dask_client(
+    cluster: ClusterSpec, spec: RunSpec | None = None, *, connect_timeout_s: float = 30.0
+) -> Iterator[Client]:
+    """A ``distributed.Client`` for ``cluster``: a LocalCluster, a running scheduler or a Kubernetes cluster.
+
+    Mode ``kubernetes`` creates a DaskCluster through the dask-kubernetes operator (``spec`` names it).
+    Client, scheduler and worker package versions are checked at start.
+
+    Raises:
+        GppscaleError: If the scheduler cannot be reached or versions differ.
+    """
     from distributed import Client, LocalCluster
 
     if cluster.mode == "kubernetes":
-        raise GppscaleError(
-            "cluster.mode: kubernetes is not available in this version (the Helm chart and operator "
-            "support arrive with the deployment work); use mode: local or mode: address with a scheduler "
-            "you started"
-        )
+        if spec is None:
+            raise GppscaleError("cluster.mode: kubernetes needs the run spec to name its Dask cluster")
+        from gppscale.kube import kube_cluster
+
+        with kube_cluster(spec) as kube, Client(kube) as client:  # type: ignore[no-untyped-call]
+            _check_versions(client)
+            yield client
+        return
     if cluster.mode == "address":
-        with Client(cluster.address) as client:  # type: ignore[no-untyped-call]
+        try:
+            client = Client(cluster.address, timeout=connect_timeout_s)  # type: ignore[no-untyped-call]
+        except OSError as e:
+            raise GppscaleError(
+                f"cannot reach the Dask scheduler at {cluster.address}: {e}; start it (`dask scheduler`) or "
+                "fix cluster.address"
+            ) from e
+        with client:
+            _check_versions(client)
             yield client
         return
     with (
@@ -97,6 +117,17 @@ def dask_client(cluster: ClusterSpec) -> Iterator[Client]:
         Client(local) as client,  # type: ignore[no-untyped-call]
     ):
         yield client
+
+
+def _check_versions(client: Client) -> None:
+    """Raise :class:`GppscaleError` when the cluster's packages differ from this process's."""
+    try:
+        client.get_versions(check=True)
+    except ValueError as e:
+        raise GppscaleError(
+            f"the Dask cluster's package versions differ from this client's: {e}. Run the client from the "
+            "same image as the workers (or the same environment)"
+        ) from e
 
 
 def run_search(spec: RunSpec, *, refresh: bool = False, progress: Progress = _quiet) -> FrozenSearch:
@@ -434,7 +465,7 @@ def run_stages(spec: RunSpec, last: str = "predict", *, progress: Progress = _qu
     start = time.perf_counter()
     results["search"] = run_search(spec, progress=progress)
     timings["search"] = time.perf_counter() - start
-    with dask_client(spec.cluster) as client:
+    with dask_client(spec.cluster, spec) as client:
         link = getattr(client, "dashboard_link", None)
         if link and spec.cluster.mode != "local":
             progress(f"dask: dashboard at {link}")

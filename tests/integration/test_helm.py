@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from gppscale.config import load_spec, parse_override, parse_spec
+from gppscale.testing import k8s
 
 
 def _require(module: str) -> Any:
@@ -40,13 +41,6 @@ dask_kubernetes_operator = _require("dask_kubernetes.operator")
 pytestmark = pytest.mark.integration
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "gppscale"
-CRDS = (
-    Path(dask_kubernetes_operator.__file__).parent
-    / "deployment"
-    / "helm"
-    / "dask-kubernetes-operator"
-    / "crds"
-)
 KUBE_VERSION = "1.33.0"
 RELEASE, NAMESPACE = "luanhe", "runs"
 FULLNAME = f"{RELEASE}-gppscale"
@@ -135,48 +129,14 @@ def _pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # --- the CRDs shipped with dask-kubernetes -------------------------------------------------------------
 
 
-def _tighten(schema: Any) -> Any:
-    """The CRD schema with `additionalProperties: false` wherever the API server would prune unknown fields.
-
-    A structural CRD schema does not reject unknown fields: the API server drops them silently, so a typo
-    (`tolerationss`) would vanish. Objects that list `properties` and neither allow extra properties nor
-    preserve unknown fields are closed here, which turns such a typo into a validation error.
-    """
-    if isinstance(schema, list):
-        return [_tighten(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    tightened = {key: _tighten(value) for key, value in schema.items()}
-    if (
-        "properties" in schema
-        and "additionalProperties" not in schema
-        and not schema.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        tightened["additionalProperties"] = False
-    return tightened
-
-
 @pytest.fixture(scope="module")
 def crd_validators() -> dict[str, Any]:
-    validators = {}
-    for path in sorted(CRDS.glob("*.yaml")):
-        crd = yaml.load(path.read_text(), Loader=_LOADER)  # about 18,000 lines in all
-        (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-        schema = _tighten(version["schema"]["openAPIV3Schema"])
-        schema["properties"].setdefault("apiVersion", {"const": f"{crd['spec']['group']}/v1"})
-        schema["properties"].setdefault("kind", {"const": crd["spec"]["names"]["kind"]})
-        schema["properties"].setdefault("metadata", {"type": "object"})
-        schema["required"] = ["apiVersion", "kind", "metadata", "spec"]
-        validators[crd["spec"]["names"]["kind"]] = jsonschema.Draft7Validator(schema)
+    validators = k8s.crd_validators()
     assert {"DaskJob", "DaskCluster", "DaskWorkerGroup", "DaskAutoscaler"} <= set(validators)
     return validators
 
 
-def _crd_errors(validators: dict[str, Any], obj: dict[str, Any]) -> list[str]:
-    return [
-        f"{obj['kind']} {'/'.join(map(str, e.absolute_path))}: {e.message}"
-        for e in validators[obj["kind"]].iter_errors(obj)
-    ]
+_crd_errors = k8s.crd_errors
 
 
 def _operator_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

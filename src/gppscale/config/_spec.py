@@ -813,6 +813,16 @@ class KubernetesSpec(_Block):
     """Workers in the CPU worker group."""
     gpu_workers: int = Field(0, ge=0)
     """Workers in the GPU worker group (each with Dask resource GPU=1)."""
+    worker_cpu: NonEmptyStr = "2"
+    """CPU request and limit of each worker (a Kubernetes quantity, e.g. "2" or "1500m")."""
+    worker_memory: NonEmptyStr = "8Gi"
+    """Memory request and limit of each worker (e.g. "8Gi")."""
+    gpu_node_selector: Annotated[Mapping[str, str], AfterValidator(FrozenDict)] = Field(
+        default_factory=lambda: FrozenDict({"nvidia.com/gpu.present": "true"})
+    )
+    """Node labels the GPU workers must run on."""
+    service_account: NonEmptyStr | None = None
+    """ServiceAccount of the pods (workload identity, e.g. IRSA on EKS); null uses the namespace default."""
 
 
 class ClusterSpec(_Block):
