@@ -2,69 +2,29 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from distributed import Client
 
 from gppscale.config import HyperParams
+from gppscale.testing.dask import loopback_cluster
 from gppscale.train import TREES, TrainTask, TypeData, gpu_workers, run_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, str, str]]:
     """A scheduler, one plain worker and one worker started with ``--resources GPU=1``, all on loopback."""
-    tmp = tmp_path_factory.mktemp("cluster")
-    file = tmp / "scheduler.json"
-    common = ["--scheduler-file", str(file), "--nthreads", "1", "--no-dashboard"]
-    procs = [
-        _start(
-            [
-                "distributed.cli.dask_scheduler",
-                "--scheduler-file",
-                str(file),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-            ],
-            tmp / "scheduler.log",
-        )
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while not file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        procs.append(_start(["distributed.cli.dask_worker", *common, "--name", "plain"], tmp / "plain.log"))
-        procs.append(
-            _start(
-                ["distributed.cli.dask_worker", *common, "--name", "gpu", "--resources", "GPU=1"],
-                tmp / "gpu.log",
-            )
-        )
-        with Client(scheduler_file=str(file), timeout=60) as client:
-            client.wait_for_workers(2, timeout=90)
-            workers = client.scheduler_info(n_workers=-1)["workers"]
-            by_name = {w["name"]: addr for addr, w in workers.items()}
-            yield client, by_name["gpu"], by_name["plain"]
-    finally:
-        for p in procs[::-1]:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+    with (
+        loopback_cluster(tmp_path_factory.mktemp("cluster"), {"plain": None, "gpu": "GPU=1"}) as procs,
+        Client(procs.address, timeout=60) as client,
+    ):
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        by_name = {w["name"]: addr for addr, w in workers.items()}
+        yield client, by_name["gpu"], by_name["plain"]
 
 
 def _tasks() -> list[TrainTask]:

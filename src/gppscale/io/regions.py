@@ -497,7 +497,9 @@ def open_complete(store: RunStore, rel: str, *, what: str = "the cube", fix: str
             f"{what} {store.join(rel)!r} is incomplete: {len(missing)} of {len(regions)} regions are not "
             f"written ({', '.join(missing[:5])}{more}); {fix or 'finish writing it first'}"
         )
-    return ds
+    # Zarr lists a group's arrays in the store's own order (a file system's, an object store's): sort the
+    # variables so that everything derived from their order (the models' feature order) is reproducible.
+    return ds[sorted(ds.data_vars, key=str)]
 
 
 def _run_local(tasks: Mapping[str, Delayed], batch: int, on_done: OnDone) -> None:
