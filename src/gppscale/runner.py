@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -345,7 +346,7 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
         output_fingerprint,
         raw_dataset,
     )
-    from gppscale.io.regions import create_template, open_complete, region_encoding, write_regions
+    from gppscale.io.regions import open_complete
 
     store = RunStore(spec.output.store)
     store.check_writable()
@@ -370,17 +371,9 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
         quarters=plan.quarters,
         batch_px=spec.predict.batch_px,
     )
-    encoding = region_encoding(raw, chunk_y=chunk, chunk_x=chunk, fill_values=fills)
-    create_template(raw, store, RAW_REL, encoding=encoding, fingerprint=raw_fp, overwrite=True)
     progress(f"predict: 30 m maps of {sorted(selection)} with the selected models")
-    write_regions(
-        raw,
-        store,
-        RAW_REL,
-        fingerprint=raw_fp,
-        client=client,
-        progress=lambda d, n: progress(f"predict: {d}/{n} regions predicted"),
-    )
+    write = partial(_write_zarr, store, chunk=chunk, fills=fills, client=client, progress=progress)
+    write(raw, RAW_REL, raw_fp, overwrite=True, what="regions predicted")
     raw_stored = open_complete(store, RAW_REL, what="the raw 30 m maps", fix="rerun `gppscale predict SPEC`")
     factors, corrected = (None, None)
     if spec.predict.mass_preservation:
@@ -397,18 +390,7 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
         )
     out = output_dataset(raw_stored, factors, plan.geobox, coarse, plan.quarters, cube.spatial_ref)
     out_fp = output_fingerprint(raw_fp, factors)
-    encoding = region_encoding(out, chunk_y=chunk, chunk_x=chunk, fill_values=fills)
-    create_template(
-        out, store, OUTPUT_REL, encoding=encoding, fingerprint=out_fp, overwrite=spec.output.overwrite
-    )
-    summary = write_regions(
-        out,
-        store,
-        OUTPUT_REL,
-        fingerprint=out_fp,
-        client=client,
-        progress=lambda d, n: progress(f"predict: {d}/{n} output regions written"),
-    )
+    summary = write(out, OUTPUT_REL, out_fp, overwrite=spec.output.overwrite, what="output regions written")
     final = open_complete(store, OUTPUT_REL, what="the 30 m output")
     report = (
         consistency(final, table, corrected, plan.geobox, coarse, plan.quarters, client=client)
@@ -418,6 +400,34 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
     record = {"fingerprint": out_fp, "raw_fingerprint": raw_fp, "settings": settings, "selection": selection}
     store.write_json("predict.json", json_safe({**record, "consistency": report}))
     return PredictResult(store.join(OUTPUT_REL), summary.written, summary.skipped, report)
+
+
+def _write_zarr(
+    store: RunStore,
+    ds: Any,  # noqa: ANN401 - an xarray Dataset
+    rel: str,
+    fingerprint: str,
+    *,
+    overwrite: bool,
+    what: str,
+    chunk: int,
+    fills: dict[Hashable, float],
+    client: Client | None,
+    progress: Progress,
+) -> Any:  # noqa: ANN401 - the RegionSummary
+    """Template, then the missing chunk regions of ``ds`` at ``rel`` (resumable), with progress lines."""
+    from gppscale.io.regions import create_template, region_encoding, write_regions
+
+    encoding = region_encoding(ds, chunk_y=chunk, chunk_x=chunk, fill_values=fills)
+    create_template(ds, store, rel, encoding=encoding, fingerprint=fingerprint, overwrite=overwrite)
+    return write_regions(
+        ds,
+        store,
+        rel,
+        fingerprint=fingerprint,
+        client=client,
+        progress=lambda d, n: progress(f"predict: {d}/{n} {what}"),
+    )
 
 
 def _finished(store: RunStore, rel: str) -> bool:
