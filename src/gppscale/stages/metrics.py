@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from gppscale.errors import SpecError
 
-__all__ = ["scores", "scores_by_quarter", "within_quarter_r2"]
+__all__ = ["bootstrap_scores", "scores", "scores_by_quarter", "within_quarter_r2"]
 
 Scores = dict[str, float]
 
@@ -95,3 +95,50 @@ def within_quarter_r2(prediction: npt.ArrayLike, observation: npt.ArrayLike) -> 
             sse += float(((pq - oq) ** 2).sum())
             sst += float(((oq - oq.mean()) ** 2).sum())
     return 1.0 - sse / sst if sst > 0 else math.nan
+
+
+def bootstrap_scores(
+    prediction: npt.ArrayLike,
+    observation: npt.ArrayLike,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """:func:`scores` plus percentile bootstrap intervals (``r2_lo``, ``r2_hi``, ``rmse_lo`` … ``md_hi``).
+
+    Pairs are resampled with replacement ``n_boot`` times (seeded); the interval is the central
+    ``level`` of the resampled scores. With fewer than 3 pairs the intervals are NaN.
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> obs = rng.normal(100, 20, 500)
+        >>> s = bootstrap_scores(obs + rng.normal(0, 5, 500), obs)
+        >>> s["r2_lo"] <= s["r2"] <= s["r2_hi"], s["n"]
+        (True, 500)
+    """
+    p = np.asarray(prediction, np.float64).ravel()
+    o = np.asarray(observation, np.float64).ravel()
+    point: dict[str, float] = dict(scores(p, o))
+    ok = np.isfinite(p) & np.isfinite(o)
+    p, o = p[ok], o[ok]
+    names = ("r2", "rmse", "md")
+    if p.size < 3:
+        return {**point, **{f"{k}_{e}": math.nan for k in names for e in ("lo", "hi")}}
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, p.size, size=(n_boot, p.size))
+    err = p[draws] - o[draws]
+    ob = o[draws]
+    sst = ((ob - ob.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    sse = (err**2).sum(axis=1)
+    boot = {
+        "r2": np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan),
+        "rmse": np.sqrt((err**2).mean(axis=1)),
+        "md": err.mean(axis=1),
+    }
+    tail = (1.0 - level) / 2.0 * 100.0
+    for name in names:
+        values = boot[name][np.isfinite(boot[name])]
+        lo, hi = np.percentile(values, [tail, 100.0 - tail]) if values.size else (math.nan, math.nan)
+        point[f"{name}_lo"], point[f"{name}_hi"] = float(lo), float(hi)
+    return point
