@@ -133,6 +133,23 @@ def test_partition_nee_keeps_existing_gpp_and_needs_ta() -> None:
         partition_nee(df.drop(columns="gpp"), 42.0, 117.0, 8.0)
 
 
+def test_partition_nee_short_series_says_full_years() -> None:
+    idx = pd.date_range("2021-06-01", periods=48 * 10, freq="30min")
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "nee": rng.normal(0.0, 2.0, idx.size),
+            "ta": rng.normal(15.0, 5.0, idx.size),
+            "sw_in": np.tile(np.r_[np.zeros(12), np.full(24, 400.0), np.zeros(12)], 10),
+            "vpd": 5.0,
+            "ustar": rng.uniform(0.05, 0.6, idx.size),
+        },
+        index=idx,
+    )
+    with pytest.raises(TowerError, match=r"ustarfilter failed.*full years"):
+        partition_nee(df, 42.1, 117.2, 8.0)
+
+
 def _sites(tmp_path: Path, props: dict[str, object]) -> Path:
     feature = {
         "type": "Feature",

@@ -393,7 +393,13 @@ def _ustar_flags(
     data = pd.DataFrame({"NEE": nee, "USTAR": ustar, "TA": ta}, index=times).fillna(MISSING)
     flag = pd.DataFrame({"NEE": gap.astype(int), "USTAR": 0, "TA": 0}, index=times)
     flag[data == MISSING] = 1
-    _, flags = hf.ustarfilter(data, flag=flag, isday=isday.copy(), undef=MISSING, ustarmin=ustar_min)
+    try:
+        _, flags = hf.ustarfilter(data, flag=flag, isday=isday.copy(), undef=MISSING, ustarmin=ustar_min)
+    except (AssertionError, ValueError, IndexError) as e:
+        raise TowerError(
+            f"partition_nee: hesseflux.ustarfilter failed ({e}); it needs whole calendar years of "
+            f"half-hourly NEE, USTAR and TA from {times[0]} to {times[-1]}: give full years"
+        ) from e
     return np.asarray(flags, dtype=np.float64) > 0
 
 
@@ -404,7 +410,12 @@ def _reco(
     ta_k = ta + 273.15  # hesseflux's Lloyd-Taylor (pyjams.functions.lloyd_fix) takes Kelvin
     data = pd.DataFrame({"NEE": nee, "TA": ta_k}, index=times).fillna(MISSING)
     flag = pd.DataFrame({"NEE": gap.astype(int), "TA": (~np.isfinite(ta_k)).astype(int)}, index=times)
-    out = hf.nee2gpp(data, flag=flag, isday=isday.copy(), undef=MISSING, method="reichstein")
+    try:
+        out = hf.nee2gpp(data, flag=flag, isday=isday.copy(), undef=MISSING, method="reichstein")
+    except (AssertionError, ValueError, IndexError) as e:
+        raise TowerError(
+            f"partition_nee: hesseflux.nee2gpp failed ({e}); give a year of half-hourly NEE and TA"
+        ) from e
     reco = out["RECO"].to_numpy(dtype=np.float64)
     if not (reco != MISSING).any():
         raise TowerError(
