@@ -104,7 +104,12 @@ def small_samples(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -
             "split": {"block_cells": 3},
             "models": {"hyper": {"*": {"epochs": 60, "patience": 10}}},
             "output": {"store": str(tmp_path_factory.mktemp("samples") / "run")},
-            "validation": {"truth": str(small_world / "truth" / "truth.zarr")},
+            "validation": {
+                "truth": str(small_world / "truth" / "truth.zarr"),
+                "plots": str(small_world / "plots" / "plots.geojson"),
+                "towers_sites": str(small_world / "towers" / "sites.geojson"),
+                "towers_dir": str(small_world / "towers"),
+            },
         }
     )
     run_search(spec)

@@ -250,13 +250,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     overrides = {"catalog.world": str(world_dir), "output.store": str(run_dir), "output.overwrite": True}
     spec = load_spec(spec_path, overrides=overrides)
     t0 = time.monotonic()
-    run = _run_stages(spec, "predict", _progress_printer(t0))
+    run = _run_stages(spec, "validate", _progress_printer(t0))
     print()
     print(f"run spec:   {spec_path}")
     print(f"world:      {world_dir}")
     _print_run(run)
-    print(f"Done in {time.monotonic() - t0:.0f} s. Validation and its report arrive with the next issues.")
+    print(f"Done in {time.monotonic() - t0:.0f} s.")
     return 0
+
+
+def _print_validation(written: dict[str, str]) -> None:
+    print(f"validate:   {written.get('report.html')}  ({len(written)} files: tables, figures, report)")
 
 
 def _print_run(run: RunResult) -> None:
@@ -270,6 +274,8 @@ def _print_run(run: RunResult) -> None:
     _print_metrics(results["train"])
     _print_predict(results["predict"])
     print('            open it with xarray.open_zarr(path, consolidated=False, decode_coords="all")')
+    if "validate" in results:
+        _print_validation(results["validate"])
     print(f"STAC:       {run.stac}")
     print(f"manifest:   {run.manifest}")
     print("timings:    " + ", ".join(f"{stage} {s:.1f} s" for stage, s in run.timings_s.items()))
@@ -278,7 +284,7 @@ def _print_run(run: RunResult) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     spec = _load_cli_spec(args)
     t0 = time.monotonic()
-    _print_run(_run_stages(spec, "predict", _progress_printer(t0)))
+    _print_run(_run_stages(spec, "validate", _progress_printer(t0)))
     print(f"run: done in {time.monotonic() - t0:.1f} s")
     return 0
 
@@ -328,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
             "predict",
             _stage_command("predict", _print_predict),
             "30 m quarterly GPP/NPP Zarr, mass-preserved (runs earlier stages; resumable)",
+        ),
+        (
+            "validate",
+            _stage_command("validate", _print_validation),
+            "compare the 30 m maps with truth, reference, plots and towers; report (runs earlier stages)",
         ),
         ("run", _cmd_run, "every stage, then the output STAC collection and the run manifest (resumable)"),
         ("doctor", _cmd_doctor, "check packages, store, catalog, scheduler and Kubernetes; say how to fix"),

@@ -48,6 +48,7 @@ __all__ = [
     "run_search",
     "run_stages",
     "run_train",
+    "run_validate",
 ]
 
 CUBE_REL = "cube.zarr"
@@ -441,7 +442,7 @@ def _finished(store: RunStore, rel: str) -> bool:
     return True
 
 
-STAGES = ("search", "cube", "samples", "train", "predict")
+STAGES = ("search", "cube", "samples", "train", "predict", "validate")
 """The pipeline's stages in order."""
 
 
@@ -455,11 +456,11 @@ class RunResult:
     manifest: str | None = None
 
 
-def run_stages(spec: RunSpec, last: str = "predict", *, progress: Progress = _quiet) -> RunResult:
+def run_stages(spec: RunSpec, last: str = "validate", *, progress: Progress = _quiet) -> RunResult:
     """Run the stages up to ``last`` on the spec's Dask cluster, each skipping its finished work.
 
-    After ``predict``, the output's STAC collection (``stac/``) and the run manifest (``manifest.json``)
-    are written.
+    Once ``predict`` has run, the output's STAC collection (``stac/``) and the run manifest
+    (``manifest.json``) are written.
 
     Raises:
         SpecError: If ``last`` is not a stage.
@@ -483,7 +484,7 @@ def run_stages(spec: RunSpec, last: str = "predict", *, progress: Progress = _qu
             start = time.perf_counter()
             results[stage] = globals()[f"run_{stage}"](spec, client=client, progress=progress)
             timings[stage] = time.perf_counter() - start
-    if last != "predict":
+    if STAGES.index(last) < STAGES.index("predict"):
         return RunResult(results, timings)
     stac, manifest = describe_run(spec, timings)
     progress(f"run: STAC collection {stac}; manifest {manifest}")
@@ -534,3 +535,17 @@ def describe_run(spec: RunSpec, timings_s: dict[str, float]) -> tuple[str, str]:
     )
     write_manifest(store, manifest)
     return stac, store.join("manifest.json")
+
+
+def run_validate(
+    spec: RunSpec, *, client: Client | None = None, progress: Progress = _quiet
+) -> dict[str, str]:
+    """Stage 7: compare the 30 m maps with the truth, reference, plots and towers the spec names; report.
+
+    Returns what was written (path under ``validation/`` → URL); ``validation/report.html`` is the report.
+    """
+    from gppscale.io.validate import write_validation
+
+    del client  # validation reads the finished outputs in this process
+    store = RunStore(spec.output.store)
+    return write_validation(spec, plan_run(spec), store, load_frozen(store).items, progress=progress)

@@ -219,3 +219,43 @@ def test_the_whole_run_on_a_local_s3_server(
         for report in by_type.values():
             if report["median_rel_error"] is not None:
                 assert report["median_rel_error"] < 1e-3
+
+
+def test_validation_report_on_the_small_world(predicted: tuple[RunSpec, PredictResult]) -> None:
+    import io
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    from gppscale.runner import run_validate
+
+    spec, _ = predicted
+    written = run_validate(spec)
+    root = Path(spec.output.store) / "validation"
+    for name in ("report.html", "report.md", "truth.csv", "plots.csv", "towers.csv", "consistency.csv"):
+        assert (root / name).stat().st_size > 0, name
+    pngs = sorted((root / "figures").glob("*.png"))
+    assert len(pngs) >= 5 and set(written) >= {"report.html", "report.md"}
+    for png in pngs:
+        Image.open(io.BytesIO(png.read_bytes())).verify()
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refs: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.refs += [v or "" for k, v in attrs if k in ("src", "href")]
+
+    parser = Links()
+    parser.feed((root / "report.html").read_text())
+    assert parser.refs and all(r.startswith(("data:", "#")) for r in parser.refs)
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert {"truth", "plots", "towers", "consistency"} <= set(metrics)
+    truth = metrics["truth"]
+    labels = {r["quarter"] for r in truth}
+    assert {q.label for q in plan_run(spec).quarters} < labels and "all (pooled: seasonal cycle)" in labels
+    assert {r["source"] for r in truth} == {"downscaled", "uncorrected", "coarse"}
+    for row in truth:
+        if row["n"] and row["n"] > 2 and row["r2"] is not None:
+            assert row["r2_lo"] <= row["r2"] <= row["r2_hi"]

@@ -104,11 +104,14 @@ def bootstrap_scores(
     n_boot: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    max_n: int = 20_000,
 ) -> dict[str, float]:
     """:func:`scores` plus percentile bootstrap intervals (``r2_lo``, ``r2_hi``, ``rmse_lo`` … ``md_hi``).
 
     Pairs are resampled with replacement ``n_boot`` times (seeded); the interval is the central
-    ``level`` of the resampled scores. With fewer than 3 pairs the intervals are NaN.
+    ``level`` of the resampled scores. With fewer than 3 pairs the intervals are NaN. Above ``max_n``
+    pairs the intervals come from a seeded subsample of ``max_n`` pairs (the point scores use them all),
+    which keeps the cost bounded; such intervals are wider than the full sample's would be.
 
     Example:
         >>> rng = np.random.default_rng(1)
@@ -126,6 +129,9 @@ def bootstrap_scores(
     if p.size < 3:
         return {**point, **{f"{k}_{e}": math.nan for k in names for e in ("lo", "hi")}}
     rng = np.random.default_rng(seed)
+    if p.size > max_n:
+        keep = rng.choice(p.size, max_n, replace=False)
+        p, o = p[keep], o[keep]
     draws = rng.integers(0, p.size, size=(n_boot, p.size))
     err = p[draws] - o[draws]
     ob = o[draws]

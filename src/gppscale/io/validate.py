@@ -1,0 +1,442 @@
+"""Stage 7, validate: the 30 m maps against a truth, a reference product, field plots and the coarse input.
+
+Every comparison is scored per forest type and quarter (spatial skill within a quarter) with bootstrap
+95 % intervals, and pooled over quarters in a row labelled as the seasonal cycle
+(:func:`gppscale.stages.validate.scores_by_type_quarter`). ``md`` is prediction minus observation.
+
+* **truth** (``validation.truth``, synthetic worlds): the mass-preserved maps, the maps as predicted and
+  the "coarse value everywhere" baseline, for GPP and NPP;
+* **reference** (the catalog's ``reference_gpp``/``reference_npp`` roles, when frozen): the same sources
+  against the reference 30 m product, loaded onto the run's grid;
+* **plots** (``validation.plots``): annual NPP of each plot against the 3 x 3-pixel mean of the summed
+  quarterly 30 m NPP around it;
+* **consistency**: the re-aggregated 30 m output against the coarse input, per type (``predict.json``).
+
+The tables go to ``validation/*.csv`` and ``validation/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from gppscale.config import RunSpec
+from gppscale.errors import SpecError
+from gppscale.io.predict import OUTPUT_REL
+from gppscale.io.samples import SAMPLES_JSON, read_samples
+from gppscale.io.store import RunStore
+from gppscale.plan import RunPlan
+from gppscale.stages.aggregate import pixel_cells
+from gppscale.stages.forest import FOREST_TYPE_IDS
+from gppscale.stages.metrics import bootstrap_scores
+from gppscale.stages.predict import coarse_everywhere
+from gppscale.stages.quarters import Quarter
+from gppscale.stages.samples import labels_by_cell
+from gppscale.stages.validate import point_pixel, scores_by_type_quarter, window_mean
+
+__all__ = [
+    "TARGETS",
+    "ValidationTables",
+    "consistency_table",
+    "plot_scores",
+    "reference_maps",
+    "tower_scores",
+    "truth_maps",
+    "validate_maps",
+    "validation_figures",
+    "validation_tables",
+    "write_validation",
+]
+
+TARGETS = ("gpp", "npp")
+Progress = Callable[[str], None]
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ValidationTables:
+    """The validation's tables, by name (``truth``, ``reference``, ``plots``, ``consistency``)."""
+
+    tables: dict[str, pd.DataFrame]
+
+    def metrics(self) -> dict[str, Any]:
+        """JSON-ready records of every table."""
+        return {name: json.loads(t.to_json(orient="records")) for name, t in self.tables.items()}
+
+
+def _coarse_grid(store: RunStore) -> GeoBox:
+    grid = store.read_json(SAMPLES_JSON)["coarse_grid"]
+    return GeoBox(tuple(grid["shape"]), Affine(*grid["transform"]), grid["crs"])
+
+
+def _sources(
+    out: xr.Dataset, table: pd.DataFrame, plan: RunPlan, coarse: GeoBox, target: str
+) -> dict[str, F32]:
+    """The maps being judged: mass-preserved, as predicted, and the coarse value everywhere."""
+    cells = pixel_cells(plan.geobox, coarse)
+    n_cells = coarse.shape.y * coarse.shape.x
+    baseline = coarse_everywhere(labels_by_cell(table, target, plan.quarters, n_cells), cells)
+    forest = np.isfinite(out[target].values)
+    return {
+        "downscaled": np.asarray(out[target].values, np.float32),
+        "uncorrected": np.asarray(out[f"{target}_uncorrected"].values, np.float32),
+        "coarse": np.where(forest, baseline, np.nan).astype(np.float32),
+    }
+
+
+def validate_maps(
+    out: xr.Dataset,
+    observed: Mapping[str, F32],
+    table: pd.DataFrame,
+    plan: RunPlan,
+    coarse: GeoBox,
+    modelled: Sequence[str],
+    *,
+    n_boot: int = 200,
+) -> pd.DataFrame:
+    """Scores of every source against ``observed`` maps (by target, ``(T, y, x)`` on the run's grid)."""
+    types = np.asarray(out["forest_type"].values)
+    ids = {t: FOREST_TYPE_IDS[t] for t in modelled}
+    frames = []
+    for target, obs in observed.items():
+        for source, pred in _sources(out, table, plan, coarse, target).items():
+            scored = scores_by_type_quarter(pred, obs, types, plan.quarters, ids, n_boot=n_boot)
+            frames.append(scored.assign(target=target, source=source))
+    if not frames:
+        return pd.DataFrame()
+    columns = ["target", "source", "forest_type", "quarter"]
+    result = pd.concat(frames, ignore_index=True)
+    return result[columns + [c for c in result.columns if c not in columns]]
+
+
+def truth_maps(path: str | Path, out: xr.Dataset) -> dict[str, F32]:
+    """The synthetic world's 30 m truth on the output's grid (by target)."""
+    truth = xr.open_zarr(path, consolidated=False)
+    picked = truth.sel(y=out.y, x=out.x, method="nearest", tolerance=1.0).sel(time=out.time)
+    return {t: np.asarray(picked[t].values, np.float32) for t in TARGETS if t in picked}
+
+
+def _quarter_of(item: Mapping[str, Any], quarters: Sequence[Quarter]) -> int | None:
+    props = item["properties"]
+    when = props.get("start_datetime") or props.get("datetime")
+    if not when:
+        return None
+    day = np.datetime64(str(when)[:10], "D")
+    for i, q in enumerate(quarters):
+        if q.start <= day < q.end:
+            return i
+    return None
+
+
+def reference_maps(
+    spec: RunSpec, plan: RunPlan, items_by_role: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> dict[str, F32]:
+    """The reference product's quarterly maps on the run's grid (by target); empty when there is none."""
+    import pystac
+    from odc.stac import load
+
+    maps: dict[str, F32] = {}
+    for target in TARGETS:
+        role = f"reference_{target}"
+        collection = getattr(spec.collections, role)
+        items = list(items_by_role.get(role, []))
+        if collection is None or not items:
+            continue
+        stack = np.full((len(plan.quarters), *plan.geobox.shape), np.nan, np.float32)
+        asset = collection.assets["data"]
+        for item in items:
+            index = _quarter_of(item, plan.quarters)
+            if index is None:
+                continue
+            ds = load(
+                [pystac.Item.from_dict(json.loads(json.dumps(item)))],
+                bands=[asset],
+                geobox=plan.geobox,
+                resampling="average",
+                dtype="float32",
+                nodata=float("nan"),
+            )
+            stack[index] = np.asarray(ds[asset].values[0], np.float32)
+        maps[target] = stack
+    return maps
+
+
+def plot_scores(plots_path: str | Path, out: xr.Dataset, plan: RunPlan, *, n_boot: int = 200) -> pd.DataFrame:
+    """Plot annual NPP against the 3 x 3 mean of the summed quarterly 30 m NPP; one row per plot + a summary.
+
+    Raises:
+        SpecError: If the plot file lacks ``npp_gc_m2_yr`` or ``year`` for a plot.
+    """
+    features = json.loads(Path(plots_path).read_text())["features"]
+    years = np.array([q.year for q in plan.quarters])
+    rows = []
+    for feature in features:
+        props = feature.get("properties", {})
+        pid = props.get("plot_id", feature.get("id"))
+        if "npp_gc_m2_yr" not in props or "year" not in props:
+            raise SpecError(f"plot {pid!r} in {plots_path} lacks npp_gc_m2_yr or year; add both properties")
+        lon, lat = feature["geometry"]["coordinates"][:2]
+        in_year = years == int(props["year"])
+        if in_year.sum() < 4:
+            continue  # the run does not cover the plot's whole year
+        row, col = point_pixel(plan.geobox, lon, lat)
+        annual = np.asarray(out["npp"].values[in_year]).sum(axis=0)  # NaN off forest stays NaN
+        rows.append(
+            {
+                "plot_id": pid,
+                "forest_type": props.get("forest_type"),
+                "year": int(props["year"]),
+                "observed": float(props["npp_gc_m2_yr"]),
+                "downscaled": float(window_mean(annual, row, col)),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    summary = bootstrap_scores(table.downscaled.to_numpy(), table.observed.to_numpy(), n_boot=n_boot)
+    return pd.concat([table, pd.DataFrame([{"plot_id": "all", **summary}])], ignore_index=True)
+
+
+def consistency_table(store: RunStore) -> pd.DataFrame:
+    """The mass-preservation consistency of ``predict.json`` as rows (target, forest type, errors)."""
+    if not store.exists("predict.json"):
+        return pd.DataFrame()
+    report = store.read_json("predict.json").get("consistency", {})
+    return pd.DataFrame(
+        [
+            {"target": t, "forest_type": ft, **values}
+            for t, by_type in report.items()
+            for ft, values in by_type.items()
+        ]
+    )
+
+
+def validation_tables(
+    spec: RunSpec,
+    plan: RunPlan,
+    store: RunStore,
+    items_by_role: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    n_boot: int = 200,
+    progress: Progress | None = None,
+) -> tuple[ValidationTables, xr.Dataset]:
+    """Every table the run's inputs allow, and the loaded output (for figures)."""
+    say = progress or (lambda _m: None)
+    out = xr.open_zarr(store.zarr_store(OUTPUT_REL, read_only=True), consolidated=False).load()
+    table = read_samples(store)
+    coarse = _coarse_grid(store)
+    modelled = [
+        t for t in spec.forest_types.modelled if (out["forest_type"].values == FOREST_TYPE_IDS[t]).any()
+    ]
+    tables: dict[str, pd.DataFrame] = {"consistency": consistency_table(store)}
+    if spec.validation.truth:
+        say("validate: against the 30 m truth")
+        tables["truth"] = validate_maps(
+            out, truth_maps(spec.validation.truth, out), table, plan, coarse, modelled, n_boot=n_boot
+        )
+    if spec.validation.reference:
+        reference = reference_maps(spec, plan, items_by_role)
+        if reference:
+            say("validate: against the reference 30 m product")
+            tables["reference"] = validate_maps(out, reference, table, plan, coarse, modelled, n_boot=n_boot)
+    if spec.validation.plots:
+        say("validate: against the field plots")
+        tables["plots"] = plot_scores(spec.validation.plots, out, plan, n_boot=n_boot)
+    return ValidationTables({k: v for k, v in tables.items() if not v.empty}), out
+
+
+def tower_scores(
+    sites_path: str | Path, out: xr.Dataset, plan: RunPlan, *, n_boot: int = 200
+) -> pd.DataFrame:
+    """Quarterly tower GPP against the 3 x 3 mean of the 30 m GPP around each tower; per quarter + summary.
+
+    Towers without a GPP column are partitioned from NEE (:func:`gppscale.io.towers.partition_nee`);
+    quarters below the coverage rule are listed with ``dropped`` and left out of the scores.
+    """
+    from gppscale.io.towers import partition_nee, read_fluxnet, read_sites, tower_quarterly
+
+    rows = []
+    for site in read_sites(sites_path):
+        flux = partition_nee(read_fluxnet(site.csv), site.lat, site.lon, site.utc_offset_h)
+        quarterly = tower_quarterly(flux, plan.quarters)
+        row, col = point_pixel(plan.geobox, site.lon, site.lat)
+        model = window_mean(out["gpp"].values, row, col)
+        records = quarterly.to_dict(orient="index")
+        for i, q in enumerate(plan.quarters):
+            record = records[q.label]
+            rows.append(
+                {
+                    "site": site.site_id,
+                    "forest_type": site.forest_type,
+                    "quarter": q.label,
+                    "observed": float(record["gpp_gc_m2"]),
+                    "downscaled": float(model[i]),
+                    "coverage": float(record["coverage"]),
+                    "dropped": bool(record["dropped"]),
+                    "reason": str(record["reason"] or ""),
+                }
+            )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    kept = table[~table.dropped]
+    summary = bootstrap_scores(kept.downscaled.to_numpy(), kept.observed.to_numpy(), n_boot=n_boot)
+    return pd.concat(
+        [table, pd.DataFrame([{"site": "all", "quarter": "all (pooled: seasonal cycle)", **summary}])],
+        ignore_index=True,
+    )
+
+
+def _growing_quarter(plan: RunPlan) -> int:
+    """Index of the last Q3 of the run (else the last quarter): the one the maps and scatters show."""
+    index = [i for i, q in enumerate(plan.quarters) if q.q == 3]
+    return index[-1] if index else len(plan.quarters) - 1
+
+
+def _type_means(
+    maps: Mapping[str, F32], types: npt.NDArray[Any], plan: RunPlan, modelled: Sequence[str]
+) -> pd.DataFrame:
+    rows = []
+    for name in modelled:
+        mask = types == FOREST_TYPE_IDS[name]
+        for i, q in enumerate(plan.quarters):
+            row: dict[str, Any] = {"quarter": q.label, "forest_type": name}
+            for source, values in maps.items():
+                picked = values[i][mask]
+                row[source] = float(np.nanmean(picked)) if np.isfinite(picked).any() else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def validation_figures(
+    out: xr.Dataset,
+    observed: Mapping[str, Mapping[str, F32]],
+    table: pd.DataFrame,
+    plan: RunPlan,
+    coarse: GeoBox,
+    tables: Mapping[str, pd.DataFrame],
+    modelled: Sequence[str],
+) -> dict[str, bytes]:
+    """PNG figures: coarse vs 30 m maps, scatter plots per comparison, quarterly series per type."""
+    from gppscale.io.report import maps_figure, scatter_figure, timeseries_figure
+
+    i = _growing_quarter(plan)
+    label = plan.quarters[i].label
+    sources = _sources(out, table, plan, coarse, "gpp")
+    figures = {
+        f"maps_gpp_{label}": maps_figure(
+            sources["coarse"][i],
+            sources["downscaled"][i],
+            f"GPP {label}: coarse value everywhere vs 30 m downscaled",
+        )
+    }
+    series: dict[str, F32] = {"coarse": sources["coarse"], "downscaled": sources["downscaled"]}
+    for name, maps in observed.items():
+        if "gpp" not in maps:
+            continue
+        series[name] = maps["gpp"]
+        for source in ("downscaled", "coarse"):
+            figures[f"scatter_gpp_{source}_vs_{name}_{label}"] = scatter_figure(
+                sources[source][i],
+                maps["gpp"][i],
+                title=f"GPP {label}: {source} vs {name} (forest pixels)",
+                label_pred=source,
+                label_obs=name,
+            )
+    for name, obs_col in (("plots", "observed"), ("towers", "observed")):
+        t = tables.get(name)
+        if t is not None and not t.empty:
+            points = t[t.downscaled.notna()] if "downscaled" in t else t
+            figures[f"scatter_{name}"] = scatter_figure(
+                points.downscaled.to_numpy(),
+                points[obs_col].to_numpy(),
+                title=f"30 m vs {name}",
+                label_pred="downscaled",
+                label_obs=name,
+            )
+    figures["timeseries_gpp"] = timeseries_figure(
+        _type_means(series, np.asarray(out.forest_type.values), plan, modelled),
+        title="Quarterly GPP per forest type",
+    )
+    return figures
+
+
+def _summary(spec: RunSpec, tables: Mapping[str, pd.DataFrame]) -> str:
+    lines = [
+        f"# Validation of run {spec.name}",
+        "",
+        "Scores per forest type and quarter (spatial skill within a quarter); rows labelled "
+        "*pooled: seasonal cycle* mix quarters and mostly measure the seasonal cycle. "
+        "MD is prediction minus observation; intervals are bootstrap 95 %.",
+        "",
+    ]
+    truth = tables.get("truth")
+    if truth is not None and not truth.empty:
+        growing = truth[(truth.target == "gpp") & truth.quarter.str.endswith(("Q2", "Q3"))]
+        means = growing.groupby("source").r2.mean()
+        lines.append(
+            "Mean R² of 30 m GPP against the truth over growing quarters and forest types: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+            + "."
+        )
+    for name in ("plots", "towers"):
+        t = tables.get(name)
+        if t is not None and not t.empty and "r2" in t:
+            s = t.iloc[-1]
+            lines.append(f"{name}: R² {s.r2:.3f}, RMSE {s.rmse:.1f}, MD {s.md:.1f}, N {int(s.n)}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_validation(
+    spec: RunSpec,
+    plan: RunPlan,
+    store: RunStore,
+    items_by_role: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    n_boot: int = 200,
+    progress: Progress | None = None,
+) -> dict[str, str]:
+    """Every comparison the run allows, its figures, ``validation/metrics.json`` and the report."""
+    from gppscale.io.models import json_safe
+    from gppscale.io.report import write_report
+
+    say = progress or (lambda _m: None)
+    result, out = validation_tables(spec, plan, store, items_by_role, n_boot=n_boot, progress=say)
+    tables = dict(result.tables)
+    if spec.validation.towers_sites:
+        say("validate: against the flux towers")
+        towers = tower_scores(spec.validation.towers_sites, out, plan, n_boot=n_boot)
+        if not towers.empty:
+            tables["towers"] = towers
+    observed: dict[str, Mapping[str, F32]] = {}
+    if spec.validation.truth:
+        observed["truth"] = truth_maps(spec.validation.truth, out)
+    if spec.validation.reference:
+        reference = reference_maps(spec, plan, items_by_role)
+        if reference:
+            observed["reference"] = reference
+    table = read_samples(store)
+    modelled = [
+        t for t in spec.forest_types.modelled if (out["forest_type"].values == FOREST_TYPE_IDS[t]).any()
+    ]
+    figures = validation_figures(out, observed, table, plan, _coarse_grid(store), tables, modelled)
+    store.write_json("validation/metrics.json", json_safe(ValidationTables(tables).metrics()))
+    written = write_report(
+        store,
+        title=f"gppscale validation: {spec.name}",
+        summary_md=_summary(spec, tables),
+        tables=tables,
+        figures=figures,
+    )
+    say(f"validate: report {store.join('validation/report.html')}")
+    return written
