@@ -50,7 +50,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, RunResult]:
     spec = load_spec(spec_path, overrides={"catalog.world": str(world), "output.store": str(root / "run")})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # e.g. MF's purity threshold relaxed
-        return spec, run_stages(spec)
+        return spec, run_stages(spec, "predict")  # validation has its own tests
 
 
 def test_mass_preserved_maps_beat_the_coarse_value_in_every_growing_quarter(
