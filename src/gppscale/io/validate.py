@@ -229,8 +229,8 @@ def validation_tables(
     *,
     n_boot: int = 200,
     progress: Progress | None = None,
-) -> tuple[ValidationTables, xr.Dataset]:
-    """Every table the run's inputs allow, and the loaded output (for figures)."""
+) -> tuple[ValidationTables, xr.Dataset, dict[str, dict[str, F32]]]:
+    """Every table the run's inputs allow, the loaded output and the observed maps (for figures)."""
     say = progress or (lambda _m: None)
     out = xr.open_zarr(store.zarr_store(OUTPUT_REL, read_only=True), consolidated=False).load()
     table = read_samples(store)
@@ -239,20 +239,23 @@ def validation_tables(
         t for t in spec.forest_types.modelled if (out["forest_type"].values == FOREST_TYPE_IDS[t]).any()
     ]
     tables: dict[str, pd.DataFrame] = {"consistency": consistency_table(store)}
+    observed: dict[str, dict[str, F32]] = {}
     if spec.validation.truth:
-        say("validate: against the 30 m truth")
-        tables["truth"] = validate_maps(
-            out, truth_maps(spec.validation.truth, out), table, plan, coarse, modelled, n_boot=n_boot
-        )
+        observed["truth"] = truth_maps(spec.validation.truth, out)
     if spec.validation.reference:
         reference = reference_maps(spec, plan, items_by_role)
         if reference:
-            say("validate: against the reference 30 m product")
-            tables["reference"] = validate_maps(out, reference, table, plan, coarse, modelled, n_boot=n_boot)
+            observed["reference"] = reference
+    for name, maps in observed.items():
+        say(f"validate: against the {name}")
+        tables[name] = validate_maps(out, maps, table, plan, coarse, modelled, n_boot=n_boot)
     if spec.validation.plots:
         say("validate: against the field plots")
         tables["plots"] = plot_scores(spec.validation.plots, out, plan, n_boot=n_boot)
-    return ValidationTables({k: v for k, v in tables.items() if not v.empty}), out
+    if spec.validation.towers_sites:
+        say("validate: against the flux towers")
+        tables["towers"] = tower_scores(spec.validation.towers_sites, out, plan, n_boot=n_boot)
+    return ValidationTables({k: v for k, v in tables.items() if not v.empty}), out, observed
 
 
 def tower_scores(
@@ -411,20 +414,8 @@ def write_validation(
     from gppscale.io.report import write_report
 
     say = progress or (lambda _m: None)
-    result, out = validation_tables(spec, plan, store, items_by_role, n_boot=n_boot, progress=say)
+    result, out, observed = validation_tables(spec, plan, store, items_by_role, n_boot=n_boot, progress=say)
     tables = dict(result.tables)
-    if spec.validation.towers_sites:
-        say("validate: against the flux towers")
-        towers = tower_scores(spec.validation.towers_sites, out, plan, n_boot=n_boot)
-        if not towers.empty:
-            tables["towers"] = towers
-    observed: dict[str, Mapping[str, F32]] = {}
-    if spec.validation.truth:
-        observed["truth"] = truth_maps(spec.validation.truth, out)
-    if spec.validation.reference:
-        reference = reference_maps(spec, plan, items_by_role)
-        if reference:
-            observed["reference"] = reference
     table = read_samples(store)
     modelled = [
         t for t in spec.forest_types.modelled if (out["forest_type"].values == FOREST_TYPE_IDS[t]).any()
