@@ -247,7 +247,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     world_dir, run_dir = (out / "world").resolve(), (out / "run").resolve()
     _ensure_world(world_dir, args.preset, args.seed)
     # The demo owns its run folder: a run made by another version or spec there is replaced.
-    overrides = {"catalog.world": str(world_dir), "output.store": str(run_dir), "output.overwrite": True}
+    overrides: dict[str, object] = {
+        "catalog.world": str(world_dir),
+        "output.store": str(run_dir),
+        "output.overwrite": True,
+        # The world's own validation data, wherever the spec file points.
+        "validation.truth": str(world_dir / "truth" / "truth.zarr"),
+        "validation.plots": str(world_dir / "plots" / "plots.geojson"),
+        "validation.towers_sites": str(world_dir / "towers" / "sites.geojson"),
+        "validation.towers_dir": str(world_dir / "towers"),
+    }
     spec = load_spec(spec_path, overrides=overrides)
     t0 = time.monotonic()
     run = _run_stages(spec, "validate", _progress_printer(t0))
