@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
 
     demo = commands.add_parser(
-        "demo", help="make a world and run the pipeline on it (search, cube, samples, train, predict)"
+        "demo", help="make a world and run the whole pipeline on it, validation included"
     )
     demo.add_argument("--preset", choices=("small", "demo"), default="demo", help="world and run spec preset")
     demo.add_argument("--out", type=Path, default=None, help="output folder (default out/<preset>)")

@@ -202,47 +202,35 @@ def _worker_address() -> str:
 def run_task(task: TrainTask) -> TaskOutcome:
     """Train one model (or the tree baseline) and score it on the test cells. Pure apart from the device."""
     start = time.perf_counter()
-    worker = _worker_address()
+    weights: bytes | None = None
+    meta: dict[str, Any] = {}
+    device = "cpu"
     if task.kind == TREES:
         metrics = _score(task, _fit_trees(task))
-        return TaskOutcome(
-            task.forest_type,
-            task.target,
-            task.kind,
-            task.fingerprint,
-            metrics,
-            worker=worker,
-            seconds=time.perf_counter() - start,
-        )
-    from gppscale.models import fit_model, predict, to_bytes
+    else:
+        from gppscale.models import fit_model, predict, to_bytes
 
-    device = _device()
-    fit = fit_model(
-        task.kind,
-        task.data.x_train,
-        task.data.y_train,
-        task.hyper,
-        val_mask=task.data.val_mask,
-        device=device,
-    )
-    prediction = predict(fit.model, task.data.x_test) if task.data.x_test.shape[0] else task.data.y_test
-    metrics = {
-        **_score(task, prediction),
-        "epochs_run": fit.epochs_run,
-        "best_epoch": fit.best_epoch,
-        "samples_per_s": fit.samples_per_s,
-    }
-    meta = {
-        "features": list(task.features),
-        "quarters": list(task.quarters),
-        "forest_type": task.forest_type,
-        "target": task.target,
-        "units": "gC m-2 quarter-1",
-        "fingerprint": task.fingerprint,
-        "metrics": metrics,
-        "device": device,
-    }
-    weights, full_meta = to_bytes(fit.model, meta)
+        device = _device()
+        d = task.data
+        fit = fit_model(task.kind, d.x_train, d.y_train, task.hyper, val_mask=d.val_mask, device=device)
+        prediction = predict(fit.model, d.x_test) if d.x_test.shape[0] else d.y_test
+        metrics = {
+            **_score(task, prediction),
+            "epochs_run": fit.epochs_run,
+            "best_epoch": fit.best_epoch,
+            "samples_per_s": fit.samples_per_s,
+        }
+        about = {
+            "features": list(task.features),
+            "quarters": list(task.quarters),
+            "forest_type": task.forest_type,
+            "target": task.target,
+            "units": "gC m-2 quarter-1",
+            "fingerprint": task.fingerprint,
+            "metrics": metrics,
+            "device": device,
+        }
+        weights, meta = to_bytes(fit.model, about)
     return TaskOutcome(
         task.forest_type,
         task.target,
@@ -250,8 +238,8 @@ def run_task(task: TrainTask) -> TaskOutcome:
         task.fingerprint,
         metrics,
         weights,
-        full_meta,
-        worker,
+        meta,
+        _worker_address(),
         device,
         time.perf_counter() - start,
     )

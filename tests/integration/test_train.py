@@ -25,7 +25,8 @@ from gppscale.runner import CUBE_REL, TrainResult, run_train
 from gppscale.stages.aggregate import pixel_cells
 from gppscale.stages.forest import FOREST_TYPE_IDS
 from gppscale.stages.metrics import scores
-from gppscale.stages.predict import predict_block
+from gppscale.stages.predict import coarse_everywhere, predict_block
+from gppscale.stages.samples import labels_by_cell
 from gppscale.train import TREES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -111,16 +112,13 @@ def test_best_model_beats_coarse_value_everywhere_at_30m(
     predictors = json.loads(store.read_bytes(SAMPLES_JSON))["features"]
     layers = {name: cube[name].values for name in predictors}
     types = cube.forest_type.values
-    coarse_gpp = table.set_index(["quarter", "cell"]).gpp
+    n_cells = int(px["cell"].max()) + 1
+    coarse = coarse_everywhere(labels_by_cell(table, "gpp", quarters, n_cells), px["cell"])
     report: dict[str, dict[str, Any]] = {}
     for forest_type in result.selection:
         type_id = FOREST_TYPE_IDS[forest_type]
         mask = px["held_out"] & (types == type_id)
         assert mask.sum() > 100, forest_type
-        coarse = np.full(truth.shape, np.nan, np.float32)
-        for t, label in enumerate(labels):
-            index = pd.MultiIndex.from_product([[label], px["cell"][mask]])
-            coarse[t, mask] = coarse_gpp.reindex(index).to_numpy()
         report[f"{forest_type} coarse"] = _growing_scores(coarse, truth, mask, labels)
         for kind in spec.models.kinds:
             model = load_model(store, forest_type, "gpp", kind)
