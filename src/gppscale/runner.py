@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from gppscale.config import ClusterSpec, RunSpec
 from gppscale.errors import GppscaleError
 from gppscale.io.freeze import FrozenSearch, load_frozen, search_run
-from gppscale.io.store import RunStore
+from gppscale.io.store import CUBE_REL, RunStore
 from gppscale.plan import RunPlan, plan_run
 
 if TYPE_CHECKING:
@@ -50,9 +50,6 @@ __all__ = [
     "run_train",
     "run_validate",
 ]
-
-CUBE_REL = "cube.zarr"
-"""The predictor cube's place in the run store."""
 
 Progress = Callable[[str], None]
 
@@ -370,6 +367,7 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
         selection=selection,
         predictors=predictors,
         quarters=plan.quarters,
+        fingerprint=raw_fp,
         batch_px=spec.predict.batch_px,
     )
     progress(f"predict: 30 m maps of {sorted(selection)} with the selected models")

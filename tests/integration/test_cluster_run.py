@@ -102,15 +102,5 @@ def test_a_killed_worker_does_not_stop_the_run_and_changes_nothing(
     assert killed.is_set(), "the plain worker was never killed"
     assert cluster.workers["plain"].returncode is not None
     assert result.results["predict"].written == 6
-    assert _checksums(tmp_path / "run", CUBE_REL) == _checksums(Path(reference.output.store), CUBE_REL)
-    # The 30 m maps: one run in three in `make test` differed in the last bits of some region (models run
-    # on whichever worker is alive); compare values tightly until that is tracked down.
-    import numpy as np
-    import xarray as xr
-
-    got = xr.open_zarr(tmp_path / "run" / OUTPUT_REL, consolidated=False).load()
-    want = xr.open_zarr(Path(reference.output.store) / OUTPUT_REL, consolidated=False).load()
-    for name in want.data_vars:
-        np.testing.assert_allclose(
-            got[name].values, want[name].values, rtol=1e-5, atol=1e-3, err_msg=str(name)
-        )
+    for rel in (CUBE_REL, OUTPUT_REL):
+        assert _checksums(tmp_path / "run", rel) == _checksums(Path(reference.output.store), rel), rel

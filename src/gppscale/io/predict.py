@@ -85,11 +85,14 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _models(store_url: str, selection: Selection) -> dict[str, dict[int, Any]]:
-    """The selected models by target and forest-type id, loaded once per process."""
+def _models(store_url: str, selection: Selection, fingerprint: str) -> dict[str, dict[int, Any]]:
+    """The selected models by target and forest-type id, loaded once per process and fingerprint.
+
+    ``fingerprint`` names the checkpoints' contents, so a long-lived worker loads retrained models anew.
+    """
     from gppscale.io.models import load_model
 
-    key = store_url + json.dumps(selection, sort_keys=True)
+    key = json.dumps([store_url, selection, fingerprint], sort_keys=True)
     with _CACHE_LOCK:
         if key not in _CACHE:
             store = RunStore(store_url)
@@ -120,10 +123,11 @@ def _predict_kernel(
     predictors: Sequence[str],
     quarters: Sequence[Quarter],
     batch_px: int,
+    fingerprint: str,
 ) -> xr.Dataset:
     layers = {name: block[name].values for name in predictors}
     types = np.asarray(block["forest_type"].values, np.uint8)
-    models = _models(store_url, selection)
+    models = _models(store_url, selection, fingerprint)
     out: dict[str, Any] = {"forest_type": (("y", "x"), types)}
     for target in TARGETS:
         pred = predict_block(
@@ -154,9 +158,14 @@ def raw_dataset(
     selection: Selection,
     predictors: Sequence[str],
     quarters: Sequence[Quarter],
+    fingerprint: str,
     batch_px: int = 65536,
 ) -> xr.Dataset:
-    """The lazy uncorrected maps: one task per y/x chunk of the cube, all quarters at once."""
+    """The lazy uncorrected maps: one task per y/x chunk of the cube, all quarters at once.
+
+    ``fingerprint`` identifies the cube, selection and checkpoints; it is part of every task's key, so a
+    scheduler never mistakes another run's blocks (or another model's) for these.
+    """
     wanted = [*predictors, "forest_type"]
     source = cube[wanted].drop_vars("spatial_ref", errors="ignore").chunk({"time": -1})
     chunks = {"y": source.chunksizes["y"][0], "x": source.chunksizes["x"][0]}
@@ -166,6 +175,7 @@ def raw_dataset(
         "predictors": list(predictors),
         "quarters": list(quarters),
         "batch_px": batch_px,
+        "fingerprint": fingerprint,
     }
     return xr.map_blocks(_predict_kernel, source, kwargs=kwargs, template=_template(source, chunks))
 
@@ -195,16 +205,22 @@ def _cells_of(block: xr.DataArray, fine: GeoBox, coarse: GeoBox) -> npt.NDArray[
     return pixel_cells(fine, coarse, slice(row, row + block.sizes["y"]), slice(col, col + block.sizes["x"]))
 
 
+def _scale_block(
+    block: xr.DataArray, *, factors: F32, times: npt.NDArray[np.datetime64], fine: GeoBox, coarse: GeoBox
+) -> xr.DataArray:
+    rows = factors[np.searchsorted(times, block.time.values)]  # the block's quarters (chunks may hold one)
+    return block.copy(data=apply_factors(block.values, _cells_of(block, fine, coarse), rows))
+
+
 def _scaled(values: xr.DataArray, factors: F32, fine: GeoBox, coarse: GeoBox) -> xr.DataArray:
-    times = values.time.values
+    """``values`` times each pixel's cell factor, lazily.
 
-    def kernel(block: xr.DataArray) -> xr.DataArray:
-        rows = factors[
-            np.searchsorted(times, block.time.values)
-        ]  # the block's quarters (chunks may hold one)
-        return block.copy(data=apply_factors(block.values, _cells_of(block, fine, coarse), rows))
-
-    return xr.map_blocks(kernel, values, template=values)
+    The factors go to :func:`xarray.map_blocks` as an argument, not in a closure: dask names the tasks
+    from the arguments, so each pass gets its own keys. (With a closure every pass had the same keys and
+    a distributed scheduler could hand one pass the previous pass's blocks.)
+    """
+    kwargs = {"factors": factors, "times": values.time.values, "fine": fine, "coarse": coarse}
+    return xr.map_blocks(_scale_block, values, kwargs=kwargs, template=values)
 
 
 def mass_factors(

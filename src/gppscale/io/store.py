@@ -37,7 +37,10 @@ from gppscale.errors import StoreError
 if TYPE_CHECKING:
     import zarr.abc.store
 
-__all__ = ["RunStore", "storage_options_from_env"]
+__all__ = ["CUBE_REL", "RunStore", "storage_options_from_env"]
+
+CUBE_REL = "cube.zarr"
+"""The predictor cube's place in a run store."""
 
 _S3 = "s3://"
 # botocore's "legacy" retry mode, chosen on purpose: the "standard" and "adaptive" modes draw every retry
