@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--scales", default="1,4,16", help="area multiples for --scaling (default 1,4,16)")
     p.add_argument("--scaling-workers", default="1,2", help="worker counts for --scaling (default 1,2)")
-    p.add_argument("--peer-items", type=int, default=0, help="Landsat items in the loader peer (0: all)")
+    p.add_argument(
+        "--peer-items", type=int, default=24, help="Landsat items in the loader peer (default 24; 0: all)"
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
     p.add_argument("--work", type=Path, default=REPO / "out" / "bench", help="scratch folder for runs")
     p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")

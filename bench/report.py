@@ -163,6 +163,11 @@ def _scaling_md(sc: Mapping[str, Any]) -> list[str]:
         *_table(header, rows),
         "",
     ]
+    marginal = ", ".join(f"{k}: {v:.0f}" for k, v in sc.get("marginal_tasks_per_chunk", {}).items())
+    lines += [
+        f"Cube graph: tasks added per added chunk {marginal} (a fixed part is shared by all chunks).",
+        "",
+    ]
     if "speedup" in sc:
         lines += [
             "Speed-up of 2 workers over 1: " + ", ".join(f"{k} {v:.2f}" for k, v in sc["speedup"].items()),

@@ -5,6 +5,7 @@ search, cube and samples with 1 and 2 workers. Also the Dask graph size per chun
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,12 @@ def _ratios(rows: dict[str, dict[str, Any]], base: str, key: str) -> dict[str, f
     return {name: rows[name][key] / rows[base][key] for name in rows if rows[base][key]}
 
 
+def marginal_tasks(rows: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Cube tasks added per added chunk between consecutive scales (constant when the graph is linear)."""
+    graphs = sorted({(r["graph"]["chunks"], r["graph"]["cube_tasks"]) for r in rows.values()})
+    return {f"{c0}->{c1} chunks": (t1 - t0) / (c1 - c0) for (c0, t0), (c1, t1) in pairwise(graphs) if c1 > c0}
+
+
 def run_scaling(
     spec_file: Path, world_dir: Path, work: Path, scales: Sequence[int], workers: Sequence[int], say: Say
 ) -> dict[str, Any]:
@@ -82,7 +89,7 @@ def run_scaling(
                 "workers": w,
                 **run_scale(scaling_spec(spec_file, world_dir, work, s, w), say),
             }
-    out: dict[str, Any] = {"rows": rows, "ratios": {}}
+    out: dict[str, Any] = {"rows": rows, "ratios": {}, "marginal_tasks_per_chunk": marginal_tasks(rows)}
     for w in workers:
         group = {k: v for k, v in rows.items() if v["workers"] == w}
         base = f"{min(scales)}x/{w}w"
