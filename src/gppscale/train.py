@@ -53,7 +53,9 @@ __all__ = [
     "VAL_FRACTION",
     "TaskOutcome",
     "TrainTask",
+    "TreeModel",
     "TypeData",
+    "fit_trees",
     "gpu_workers",
     "run_task",
     "run_tasks",
@@ -169,19 +171,39 @@ def _score(task: TrainTask, prediction: F32) -> dict[str, Any]:
     }
 
 
-def _fit_trees(task: TrainTask) -> F32:
+@dataclass(frozen=True)
+class TreeModel:
+    """The tree baseline (one regressor over every quarter's rows), called like the deep models.
+
+    ``(n, T, F)`` float32 in (NaN allowed), ``(n, T)`` float32 out, never negative.
+    """
+
+    regressor: Any
+
+    def __call__(self, x: F32) -> F32:
+        """Predict ``(n, T)`` from ``(n, T, F)``."""
+        n, t, f = x.shape
+        if n == 0:
+            return np.zeros((0, t), np.float32)
+        pred = np.asarray(self.regressor.predict(x.reshape(-1, f)), np.float32).reshape(n, t)
+        return np.maximum(pred, np.float32(0.0))
+
+
+def fit_trees(x_train: F32, y_train: F32, seed: int) -> TreeModel:
+    """Fit the tree baseline on training sequences ``(n, T, F)`` → ``(n, T)`` (rows with a label)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    d = task.data
-    n_f = d.x_train.shape[2]
-    x, y = d.x_train.reshape(-1, n_f), d.y_train.reshape(-1)
+    n_f = x_train.shape[2]
+    x, y = x_train.reshape(-1, n_f), y_train.reshape(-1)
     ok = np.isfinite(y)
-    model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=task.hyper.seed)
+    model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)
     model.fit(x[ok], y[ok])
-    if d.x_test.shape[0] == 0:
-        return np.zeros(d.y_test.shape, np.float32)
-    pred = np.asarray(model.predict(d.x_test.reshape(-1, n_f)), np.float32).reshape(d.y_test.shape)
-    return np.maximum(pred, np.float32(0.0))
+    return TreeModel(model)
+
+
+def _fit_trees(task: TrainTask) -> F32:
+    d = task.data
+    return fit_trees(d.x_train, d.y_train, task.hyper.seed)(d.x_test)
 
 
 def _device() -> str:

@@ -255,7 +255,23 @@ def test_validation_report_on_the_small_world(predicted: tuple[RunSpec, PredictR
     truth = metrics["truth"]
     labels = {r["quarter"] for r in truth}
     assert {q.label for q in plan_run(spec).quarters} < labels and "all (pooled: seasonal cycle)" in labels
-    assert {r["source"] for r in truth} == {"downscaled", "uncorrected", "coarse"}
+    trees = ["trees"] if "trees" in spec.models.baselines else []
+    sources = {"downscaled", "uncorrected", *spec.models.kinds, *trees, "coarse"}
+    assert {r["source"] for r in truth} == sources
+    assert {r["source"] for r in metrics["reference"]} == sources
+    assert "all" in {r["forest_type"] for r in truth}  # every modelled type together
+    for source in sources:
+        assert any(p.name.startswith(f"scatter_gpp_{source}_vs_truth_") for p in pngs), source
+    # The selected kind of each type, predicted at the sampled pixels by validation, scores as the
+    # uncorrected 30 m maps do: validation and prediction run the same models on the same predictors.
+    selection = json.loads((Path(spec.output.store) / "train" / "selection.json").read_text())["models"]
+    by_key = {(r["target"], r["source"], r["forest_type"], r["quarter"]): r for r in truth}
+    for forest_type, kinds in selection.items():
+        for q in plan_run(spec).quarters:
+            selected = by_key[("gpp", kinds["gpp"], forest_type, q.label)]
+            uncorrected = by_key[("gpp", "uncorrected", forest_type, q.label)]
+            assert selected["n"] == uncorrected["n"]
+            assert selected["rmse"] == pytest.approx(uncorrected["rmse"], rel=1e-4)
     for row in truth:
         if row["n"] and row["n"] > 2 and row["r2"] is not None:
             assert row["r2_lo"] <= row["r2"] <= row["r2_hi"]

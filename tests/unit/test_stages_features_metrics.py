@@ -145,3 +145,18 @@ def test_predict_block_uses_each_types_model_and_leaves_others_nan() -> None:
     assert np.isnan(out[:, 1, :]).all()
     with pytest.raises(SpecError, match=r"predictor 'ndvi' has shape \(2, 2, 2\)"):
         predict_block({"ndvi": ndvi[:2]}, types, {1: _Linear(1.0)}, ["ndvi"], Q)
+
+
+def test_predict_block_runs_the_tree_baseline_at_sampled_pixels() -> None:
+    from gppscale.train import fit_trees
+
+    # Labels are 100 x NDVI; the trees learn that step function of NDVI from 200 cells.
+    rng = np.random.default_rng(0)
+    ndvi = rng.uniform(0.2, 0.8, (200, 3)).astype(np.float32)
+    x = cube_to_sequences({"ndvi": ndvi.T}, ["ndvi"], Q)
+    trees = fit_trees(x, 100 * ndvi, seed=0)
+    pixels = np.tile(np.array([0.3, 0.6, 0.5], np.float32), (3, 1))  # (T=3, n=3): one NDVI per pixel
+    out = predict_block({"ndvi": pixels}, np.array([2, 2, 0]), {2: trees}, ["ndvi"], Q, batch_size=2)
+    np.testing.assert_allclose(out[:, :2], [[30.0, 60.0]] * 3, atol=3.0)
+    assert np.isnan(out[:, 2]).all()  # not the tree model's type
+    assert trees(x[:0]).shape == (0, 3)

@@ -14,7 +14,7 @@ import gppscale.stages.validate as validate_mod
 from gppscale.errors import SpecError
 from gppscale.stages.metrics import bootstrap_scores, scores
 from gppscale.stages.quarters import Quarter
-from gppscale.stages.validate import POOLED, point_pixel, scores_by_type_quarter, window_mean
+from gppscale.stages.validate import ALL_TYPES, POOLED, point_pixel, scores_by_type_quarter, window_mean
 
 
 def test_doctests() -> None:
@@ -71,3 +71,19 @@ def test_scores_by_type_quarter_per_quarter_and_pooled() -> None:
     assert table.r2.iloc[2] > table.r2.iloc[0]  # pooling adds the seasonal step: a higher R²
     with pytest.raises(SpecError, match="do not fit"):
         scores_by_type_quarter(pred[:1], obs, types, q, {"DNF": 4})
+
+
+def test_scores_over_all_types_and_at_sampled_pixels() -> None:
+    q = [Quarter(2021, 2)]
+    obs = np.array([[100.0, 200.0, 300.0, 400.0, 999.0]])
+    pred = np.array([[110.0, 190.0, 330.0, 370.0, 0.0]])
+    types = np.array([1, 1, 2, 2, 0])  # the last pixel is not forest: in no row
+    table = scores_by_type_quarter(pred, obs, types, q, {"ENF": 1, ALL_TYPES: (1, 2)}, n_boot=20)
+    overall = table[(table.forest_type == ALL_TYPES) & (table.quarter == "2021Q2")].iloc[0]
+    # over the four forest pixels: errors 10, -10, 30, -30 -> MD 0, RMSE sqrt(500); SST = 50000
+    assert overall.n == 4
+    assert overall.md == pytest.approx(0.0)
+    assert overall.rmse == pytest.approx(math.sqrt(500.0))
+    assert overall.r2 == pytest.approx(1 - 2000 / 50000)
+    enf = table[(table.forest_type == "ENF") & (table.quarter == "2021Q2")].iloc[0]
+    assert enf.n == 2 and enf.rmse == pytest.approx(10.0)

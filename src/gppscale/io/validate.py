@@ -4,8 +4,11 @@ Every comparison is scored per forest type and quarter (spatial skill within a q
 95 % intervals, and pooled over quarters in a row labelled as the seasonal cycle
 (:func:`gppscale.stages.validate.scores_by_type_quarter`). ``md`` is prediction minus observation.
 
-* **truth** (``validation.truth``, synthetic worlds): the mass-preserved maps, the maps as predicted and
-  the "coarse value everywhere" baseline, for GPP and NPP;
+* **truth** (``validation.truth``, synthetic worlds): the mass-preserved maps (``downscaled``), the
+  maps as predicted (``uncorrected``), every trained model kind and the tree baseline as predicted, and
+  the "coarse value everywhere" baseline (``coarse``), for GPP and NPP, per forest type and over all
+  modelled types (``all``), at a seeded sample of forest pixels (``validation.pixels_per_type`` per type,
+  the same pixels for every source);
 * **reference** (the catalog's ``reference_gpp``/``reference_npp`` roles, when frozen): the same sources
   against the reference 30 m product, loaded onto the run's grid;
 * **plots** (``validation.plots``): annual NPP of each plot against the 3 x 3-pixel mean of the summed
@@ -32,9 +35,10 @@ from odc.geo.geobox import GeoBox
 
 from gppscale.config import RunSpec
 from gppscale.errors import SpecError
+from gppscale.io.models import load_model
 from gppscale.io.predict import OUTPUT_REL
 from gppscale.io.samples import SAMPLES_JSON, read_samples
-from gppscale.io.store import RunStore
+from gppscale.io.store import CUBE_REL, RunStore
 from gppscale.plan import RunPlan
 from gppscale.stages.aggregate import pixel_cells
 from gppscale.stages.forest import FOREST_TYPE_IDS
@@ -42,12 +46,22 @@ from gppscale.stages.metrics import bootstrap_scores
 from gppscale.stages.predict import coarse_everywhere
 from gppscale.stages.quarters import Quarter
 from gppscale.stages.samples import labels_by_cell
-from gppscale.stages.validate import point_pixel, scores_by_type_quarter, window_mean
+from gppscale.stages.validate import (
+    ALL_TYPES,
+    point_pixel,
+    sample_pixels,
+    scores_by_type_quarter,
+    window_mean,
+)
 
 __all__ = [
     "TARGETS",
+    "PixelSample",
+    "Validation",
     "ValidationTables",
     "consistency_table",
+    "model_predictions",
+    "pixel_sample",
     "plot_scores",
     "reference_maps",
     "tower_scores",
@@ -79,10 +93,10 @@ def _coarse_grid(store: RunStore) -> GeoBox:
     return GeoBox(tuple(grid["shape"]), Affine(*grid["transform"]), grid["crs"])
 
 
-def _sources(
+def _map_sources(
     out: xr.Dataset, table: pd.DataFrame, plan: RunPlan, coarse: GeoBox, target: str
 ) -> dict[str, F32]:
-    """The maps being judged: mass-preserved, as predicted, and the coarse value everywhere."""
+    """The output's maps being judged: mass-preserved, as predicted, and the coarse value everywhere."""
     cells = pixel_cells(plan.geobox, coarse)
     n_cells = coarse.shape.y * coarse.shape.x
     baseline = coarse_everywhere(labels_by_cell(table, target, plan.quarters, n_cells), cells)
@@ -94,23 +108,131 @@ def _sources(
     }
 
 
-def validate_maps(
-    out: xr.Dataset,
-    observed: Mapping[str, F32],
-    table: pd.DataFrame,
+@dataclass(frozen=True)
+class PixelSample:
+    """The forest pixels every source is judged at, and each source's values there.
+
+    Attributes:
+        index: Flat pixel indices on the run's grid ``(n,)``, sorted.
+        types: Their forest-type ids ``(n,)``.
+        sources: By target, by source (``downscaled``, ``uncorrected``, each model kind, ``trees``,
+            ``coarse``): ``(T, n)`` float32.
+    """
+
+    index: npt.NDArray[np.intp]
+    types: npt.NDArray[np.uint8]
+    sources: dict[str, dict[str, F32]]
+
+    def of(self, maps: F32) -> F32:
+        """``(T, y, x)`` maps at the sampled pixels, ``(T, n)``."""
+        return np.asarray(maps.reshape(maps.shape[0], -1)[:, self.index], np.float32)
+
+
+def model_predictions(
+    spec: RunSpec,
     plan: RunPlan,
-    coarse: GeoBox,
+    store: RunStore,
+    table: pd.DataFrame,
+    index: npt.NDArray[np.intp],
+    types: npt.NDArray[np.uint8],
+    modelled: Sequence[str],
+    progress: Progress | None = None,
+) -> dict[str, dict[str, F32]]:
+    """Every trained model kind and the tree baseline at the sampled pixels, as predicted (by target, kind).
+
+    The deep models are the checkpoints training wrote; the tree baseline (never stored) is fitted again
+    on the same training cells. A kind missing for some type is left out for that type (NaN).
+    """
+    from gppscale.io.models import read_record
+    from gppscale.stages.predict import predict_block
+    from gppscale.train import TREES, fit_trees, type_data
+
+    predictors = list(store.read_json(SAMPLES_JSON)["features"])
+    layers = _cube_at(store, predictors, index, (plan.geobox.shape.y, plan.geobox.shape.x))
+    say = progress or (lambda _m: None)
+    kinds = [*spec.models.kinds, *([TREES] if TREES in spec.models.baselines else [])]
+    say(f"validate: {', '.join(kinds)} at {index.size} sampled forest pixels")
+    result: dict[str, dict[str, F32]] = {}
+    for target in TARGETS:
+        by_kind: dict[str, F32] = {}
+        for kind in kinds:
+            models: dict[int, Any] = {}
+            for name in modelled:
+                if kind == TREES:
+                    data = type_data(table, name, predictors, target, plan.quarters, spec.split)
+                    if data is not None:
+                        seed = spec.models.hyper_for(name).seed
+                        models[FOREST_TYPE_IDS[name]] = fit_trees(data.x_train, data.y_train, seed)
+                elif read_record(store, f"{name}/{target}/{kind}") is not None:
+                    models[FOREST_TYPE_IDS[name]] = load_model(store, name, target, kind)
+            if models:
+                by_kind[kind] = predict_block(layers, types, models, predictors, plan.quarters)
+        result[target] = by_kind
+    return result
+
+
+def _cube_at(
+    store: RunStore, predictors: Sequence[str], index: npt.NDArray[np.intp], shape: tuple[int, int]
+) -> dict[str, npt.NDArray[Any]]:
+    """The cube's predictors at flat pixel indices: ``(T, n)`` or static ``(n,)`` arrays."""
+    from gppscale.io.regions import open_complete
+
+    cube = open_complete(store, CUBE_REL, what="the predictor cube", fix="run `gppscale cube SPEC` first")
+    rows, cols = (xr.DataArray(i, dims="pixel") for i in np.unravel_index(index, shape))
+    loaded = cube[list(predictors)].isel(y=rows, x=cols).compute()
+    return {name: np.asarray(loaded[name].values) for name in predictors}
+
+
+def pixel_sample(
+    spec: RunSpec,
+    plan: RunPlan,
+    store: RunStore,
+    out: xr.Dataset,
+    table: pd.DataFrame,
+    modelled: Sequence[str],
+    *,
+    max_per_type: int,
+    progress: Progress | None = None,
+) -> PixelSample:
+    """A seeded sample of each modelled type's forest pixels, with every source's values there."""
+    types = np.asarray(out["forest_type"].values)
+    forest = np.isfinite(np.asarray(out["gpp"].values)).any(axis=0)
+    ids = {name: FOREST_TYPE_IDS[name] for name in modelled}
+    index = sample_pixels(types, forest, ids, max_per_type, seed=spec.split.seed)
+    sample = PixelSample(index, types.reshape(-1)[index].astype(np.uint8), {})
+    coarse = _coarse_grid(store)
+    models = model_predictions(spec, plan, store, table, index, sample.types, modelled, progress)
+    for target in TARGETS:
+        maps = {k: sample.of(v) for k, v in _map_sources(out, table, plan, coarse, target).items()}
+        sample.sources[target] = {
+            "downscaled": maps["downscaled"],
+            "uncorrected": maps["uncorrected"],
+            **models[target],
+            "coarse": maps["coarse"],
+        }
+    return sample
+
+
+def validate_maps(
+    sample: PixelSample,
+    observed: Mapping[str, F32],
+    plan: RunPlan,
     modelled: Sequence[str],
     *,
     n_boot: int = 200,
 ) -> pd.DataFrame:
-    """Scores of every source against ``observed`` maps (by target, ``(T, y, x)`` on the run's grid)."""
-    types = np.asarray(out["forest_type"].values)
-    ids = {t: FOREST_TYPE_IDS[t] for t in modelled}
+    """Scores of every source against ``observed`` maps (by target, ``(T, y, x)``) at the sampled pixels.
+
+    Rows per forest type and over all modelled types together (``forest_type`` ``"all"``), per quarter
+    and pooled over quarters.
+    """
+    ids: dict[str, int | list[int]] = {t: FOREST_TYPE_IDS[t] for t in modelled}
+    ids[ALL_TYPES] = [FOREST_TYPE_IDS[t] for t in modelled]
     frames = []
     for target, obs in observed.items():
-        for source, pred in _sources(out, table, plan, coarse, target).items():
-            scored = scores_by_type_quarter(pred, obs, types, plan.quarters, ids, n_boot=n_boot)
+        at = sample.of(obs)
+        for source, pred in sample.sources[target].items():
+            scored = scores_by_type_quarter(pred, at, sample.types, plan.quarters, ids, n_boot=n_boot)
             frames.append(scored.assign(target=target, source=source))
     if not frames:
         return pd.DataFrame()
@@ -127,15 +249,11 @@ def truth_maps(path: str | Path, out: xr.Dataset) -> dict[str, F32]:
 
 
 def _quarter_of(item: Mapping[str, Any], quarters: Sequence[Quarter]) -> int | None:
-    props = item["properties"]
-    when = props.get("start_datetime") or props.get("datetime")
-    if not when:
-        return None
-    day = np.datetime64(str(when)[:10], "D")
-    for i, q in enumerate(quarters):
-        if q.start <= day < q.end:
-            return i
-    return None
+    """The quarter holding the first day an item stands for (:func:`gppscale.io.cube.window_of`)."""
+    from gppscale.io.cube import window_of
+
+    start, _ = window_of(item)
+    return next((i for i, q in enumerate(quarters) if q.start <= start < q.end), None)
 
 
 def reference_maps(
@@ -221,6 +339,17 @@ def consistency_table(store: RunStore) -> pd.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class Validation:
+    """What validation computed: the tables, and what the figures draw from."""
+
+    tables: dict[str, pd.DataFrame]
+    out: xr.Dataset
+    observed: dict[str, dict[str, F32]]
+    sample: PixelSample | None
+    modelled: Sequence[str]
+
+
 def validation_tables(
     spec: RunSpec,
     plan: RunPlan,
@@ -229,12 +358,11 @@ def validation_tables(
     *,
     n_boot: int = 200,
     progress: Progress | None = None,
-) -> tuple[ValidationTables, xr.Dataset, dict[str, dict[str, F32]]]:
-    """Every table the run's inputs allow, the loaded output and the observed maps (for figures)."""
+) -> Validation:
+    """Every table the run's inputs allow, with the loaded output, observed maps and pixel sample."""
     say = progress or (lambda _m: None)
     out = xr.open_zarr(store.zarr_store(OUTPUT_REL, read_only=True), consolidated=False).load()
     table = read_samples(store)
-    coarse = _coarse_grid(store)
     modelled = [
         t for t in spec.forest_types.modelled if (out["forest_type"].values == FOREST_TYPE_IDS[t]).any()
     ]
@@ -246,16 +374,21 @@ def validation_tables(
         reference = reference_maps(spec, plan, items_by_role)
         if reference:
             observed["reference"] = reference
-    for name, maps in observed.items():
-        say(f"validate: against the {name}")
-        tables[name] = validate_maps(out, maps, table, plan, coarse, modelled, n_boot=n_boot)
+    sample = None
+    if observed and modelled:
+        per_type = spec.validation.pixels_per_type
+        sample = pixel_sample(spec, plan, store, out, table, modelled, max_per_type=per_type, progress=say)
+        for name, maps in observed.items():
+            say(f"validate: against the {name}")
+            tables[name] = validate_maps(sample, maps, plan, modelled, n_boot=n_boot)
     if spec.validation.plots:
         say("validate: against the field plots")
         tables["plots"] = plot_scores(spec.validation.plots, out, plan, n_boot=n_boot)
     if spec.validation.towers_sites:
         say("validate: against the flux towers")
         tables["towers"] = tower_scores(spec.validation.towers_sites, out, plan, n_boot=n_boot)
-    return ValidationTables({k: v for k, v in tables.items() if not v.empty}), out, observed
+    kept = {k: v for k, v in tables.items() if not v.empty}
+    return Validation(kept, out, observed, sample, modelled)
 
 
 def tower_scores(
@@ -322,53 +455,51 @@ def _type_means(
 
 
 def validation_figures(
-    out: xr.Dataset,
-    observed: Mapping[str, Mapping[str, F32]],
-    table: pd.DataFrame,
-    plan: RunPlan,
-    coarse: GeoBox,
-    tables: Mapping[str, pd.DataFrame],
-    modelled: Sequence[str],
+    result: Validation, table: pd.DataFrame, plan: RunPlan, coarse: GeoBox
 ) -> dict[str, bytes]:
-    """PNG figures: coarse vs 30 m maps, scatter plots per comparison, quarterly series per type."""
+    """PNG figures: coarse vs 30 m maps, a scatter per source and comparison, quarterly series per type."""
     from gppscale.io.report import maps_figure, scatter_figure, timeseries_figure
 
+    out = result.out
     i = _growing_quarter(plan)
     label = plan.quarters[i].label
-    sources = _sources(out, table, plan, coarse, "gpp")
+    maps = _map_sources(out, table, plan, coarse, "gpp")
     figures = {
         f"maps_gpp_{label}": maps_figure(
-            sources["coarse"][i],
-            sources["downscaled"][i],
+            maps["coarse"][i],
+            maps["downscaled"][i],
             f"GPP {label}: coarse value everywhere vs 30 m downscaled",
         )
     }
-    series: dict[str, F32] = {"coarse": sources["coarse"], "downscaled": sources["downscaled"]}
-    for name, maps in observed.items():
-        if "gpp" not in maps:
+    series: dict[str, F32] = {"coarse": maps["coarse"], "downscaled": maps["downscaled"]}
+    for name, observed in result.observed.items():
+        if "gpp" not in observed:
             continue
-        series[name] = maps["gpp"]
-        for source in ("downscaled", "coarse"):
+        series[name] = observed["gpp"]
+        if result.sample is None:
+            continue
+        obs = result.sample.of(observed["gpp"])[i]
+        for source, values in result.sample.sources["gpp"].items():
             figures[f"scatter_gpp_{source}_vs_{name}_{label}"] = scatter_figure(
-                sources[source][i],
-                maps["gpp"][i],
-                title=f"GPP {label}: {source} vs {name} (forest pixels)",
+                values[i],
+                obs,
+                title=f"GPP {label}: {source} vs {name}",
                 label_pred=source,
                 label_obs=name,
             )
-    for name, obs_col in (("plots", "observed"), ("towers", "observed")):
-        t = tables.get(name)
+    for name in ("plots", "towers"):
+        t = result.tables.get(name)
         if t is not None and not t.empty:
             points = t[t.downscaled.notna()] if "downscaled" in t else t
             figures[f"scatter_{name}"] = scatter_figure(
                 points.downscaled.to_numpy(),
-                points[obs_col].to_numpy(),
+                points["observed"].to_numpy(),
                 title=f"30 m vs {name}",
                 label_pred="downscaled",
                 label_obs=name,
             )
     figures["timeseries_gpp"] = timeseries_figure(
-        _type_means(series, np.asarray(out.forest_type.values), plan, modelled),
+        _type_means(series, np.asarray(out.forest_type.values), plan, result.modelled),
         title="Quarterly GPP per forest type",
     )
     return figures
@@ -385,13 +516,17 @@ def _summary(spec: RunSpec, tables: Mapping[str, pd.DataFrame]) -> str:
     ]
     truth = tables.get("truth")
     if truth is not None and not truth.empty:
-        growing = truth[(truth.target == "gpp") & truth.quarter.str.endswith(("Q2", "Q3"))]
-        means = growing.groupby("source").r2.mean()
-        lines.append(
-            "Mean R² of 30 m GPP against the truth over growing quarters and forest types: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
-            + "."
-        )
+        growing = truth[
+            (truth.target == "gpp")
+            & (truth.forest_type == ALL_TYPES)
+            & truth.quarter.str.endswith(("Q2", "Q3"))
+        ]
+        lines.append("Within-quarter R² of 30 m GPP against the truth, all modelled forest types together:")
+        lines.append("")
+        for source, rows in growing.groupby("source", sort=False):
+            quarters = ", ".join(f"{q} {r2:.3f}" for q, r2 in zip(rows.quarter, rows.r2, strict=True))
+            lines.append(f"- {source}: {quarters}")
+        lines.append("")
     for name in ("plots", "towers"):
         t = tables.get(name)
         if t is not None and not t.empty and "r2" in t:
@@ -414,13 +549,9 @@ def write_validation(
     from gppscale.io.report import write_report
 
     say = progress or (lambda _m: None)
-    result, out, observed = validation_tables(spec, plan, store, items_by_role, n_boot=n_boot, progress=say)
+    result = validation_tables(spec, plan, store, items_by_role, n_boot=n_boot, progress=say)
     tables = dict(result.tables)
-    table = read_samples(store)
-    modelled = [
-        t for t in spec.forest_types.modelled if (out["forest_type"].values == FOREST_TYPE_IDS[t]).any()
-    ]
-    figures = validation_figures(out, observed, table, plan, _coarse_grid(store), tables, modelled)
+    figures = validation_figures(result, read_samples(store), plan, _coarse_grid(store))
     store.write_json("validation/metrics.json", json_safe(ValidationTables(tables).metrics()))
     written = write_report(
         store,

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,10 +35,14 @@ __all__ = ["coarse_everywhere", "predict_block"]
 F32 = npt.NDArray[np.float32]
 
 
-def _run(model: torch.nn.Module, x: F32, device: str, batch_size: int) -> F32:
+def _run(model: torch.nn.Module | Callable[[F32], F32], x: F32, device: str, batch_size: int) -> F32:
     import torch
 
     out = np.empty(x.shape[:2], np.float32)
+    if not isinstance(model, torch.nn.Module):  # e.g. the tree baseline: NumPy in, NumPy out
+        for start in range(0, x.shape[0], batch_size):
+            out[start : start + batch_size] = model(x[start : start + batch_size])
+        return out
     model = model.to(device).eval()
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
@@ -63,7 +67,8 @@ def predict_block(
         layers: Predictors by name, ``(T, *pixels)`` or static ``(*pixels)`` (NaN allowed: the models
             treat it as the training mean).
         forest_type: Forest-type ids ``(*pixels)`` (0 non-forest, 1 ENF … 5 EBF, 255 no data).
-        models: Torch modules by forest-type id, mapping ``(n, T, F)`` to ``(n, T)``.
+        models: Torch modules (or NumPy callables such as :class:`gppscale.train.TreeModel`) by
+            forest-type id, mapping ``(n, T, F)`` to ``(n, T)``.
         predictors: The models' predictor order (without the season features, added here).
         quarters: The quarters of the ``T`` axis.
         device: Torch device for the models.

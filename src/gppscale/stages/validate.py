@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +24,13 @@ from gppscale.errors import SpecError
 from gppscale.stages.metrics import bootstrap_scores
 from gppscale.stages.quarters import Quarter
 
-__all__ = ["POOLED", "point_pixel", "scores_by_type_quarter", "window_mean"]
+__all__ = ["ALL_TYPES", "POOLED", "point_pixel", "sample_pixels", "scores_by_type_quarter", "window_mean"]
 
 POOLED = "all (pooled: seasonal cycle)"
 """The ``quarter`` label of rows pooled over quarters."""
+
+ALL_TYPES = "all"
+"""The ``forest_type`` label of rows over every scored forest type together (the paper's "overall")."""
 
 
 def point_pixel(geobox: GeoBox, lon: float, lat: float) -> tuple[int, int]:
@@ -67,7 +70,7 @@ def scores_by_type_quarter(
     observation: npt.ArrayLike,
     types: npt.ArrayLike,
     quarters: Sequence[Quarter],
-    type_ids: Mapping[str, int],
+    type_ids: Mapping[str, int | Collection[int]],
     *,
     n_boot: int = 200,
     max_pixels: int = 200_000,
@@ -76,11 +79,12 @@ def scores_by_type_quarter(
     """Scores with bootstrap intervals per forest type and quarter, and pooled over quarters per type.
 
     Args:
-        prediction: ``(T, y, x)`` maps being judged.
-        observation: ``(T, y, x)`` reference or truth on the same grid.
-        types: ``(y, x)`` forest-type ids.
+        prediction: ``(T, y, x)`` maps being judged (or ``(T, n)`` values at ``n`` sampled pixels).
+        observation: ``(T, y, x)`` reference or truth on the same grid (or ``(T, n)``).
+        types: ``(y, x)`` forest-type ids (or ``(n,)``).
         quarters: The ``T`` quarters.
-        type_ids: Forest-type name → id to score (e.g. the modelled types).
+        type_ids: Row label → the forest-type id (or ids) its pixels have: the modelled types, and
+            e.g. ``{ALL_TYPES: [1, 2, 3, 4]}`` for a row over all of them.
         n_boot: Bootstrap resamples.
         max_pixels: Pixels per (type, quarter) above this are subsampled (seeded) for the intervals.
         seed: Random seed of the subsampling and the bootstrap.
@@ -98,7 +102,7 @@ def scores_by_type_quarter(
     rng = np.random.default_rng(seed)
     rows = []
     for name, type_id in type_ids.items():
-        mask = t == type_id
+        mask = np.isin(t, [type_id] if isinstance(type_id, int | np.integer) else list(type_id))
         if not mask.any():
             continue
         pooled_p, pooled_o = [], []
@@ -126,3 +130,33 @@ def scores_by_type_quarter(
             }
         )
     return pd.DataFrame(rows)
+
+
+def sample_pixels(
+    types: npt.ArrayLike,
+    valid: npt.ArrayLike,
+    type_ids: Mapping[str, int],
+    max_per_type: int,
+    *,
+    seed: int = 0,
+) -> npt.NDArray[np.intp]:
+    """Sorted flat indices of up to ``max_per_type`` valid pixels of each type (seeded; all when fewer).
+
+    Example:
+        >>> types = np.array([[1, 1, 1], [2, 0, 1]])
+        >>> sample_pixels(types, types > 0, {"ENF": 1, "EBF": 5}, 10).tolist()  # every ENF pixel
+        [0, 1, 2, 5]
+        >>> len(sample_pixels(types, types > 0, {"ENF": 1, "DBF": 2}, 2))
+        3
+    """
+    t, ok = np.asarray(types).ravel(), np.asarray(valid, bool).ravel()
+    if t.shape != ok.shape:
+        raise SpecError(f"sample_pixels: types {np.shape(types)} and valid {np.shape(valid)} differ in shape")
+    rng = np.random.default_rng(seed)
+    picked = []
+    for type_id in type_ids.values():
+        where = np.flatnonzero((t == type_id) & ok)
+        if where.size > max_per_type:
+            where = rng.choice(where, max_per_type, replace=False)
+        picked.append(where)
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.intp)
