@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     timed = {"search": stages.run_search(spec, say)}
     plan, frozen = plan_run(spec), load_frozen(RunStore(str(run_dir)))
     with stages.cluster(spec) as client:
-        timed.update(stages.run_stages(spec, STAGES, client, say))
+        res["stage_logs"] = {}
+        timed.update(stages.run_stages(spec, STAGES, client, say, res["stage_logs"]))
         say("peers")
         res["peers"] = {
             "loader": peers.loader_peers(spec, plan, frozen, client, args.peer_items or None),

@@ -72,15 +72,36 @@ def run_search(spec: RunSpec, say: Say) -> Timed:
     return t
 
 
-def run_stages(spec: RunSpec, stages: list[str], client: Any, say: Say) -> dict[str, Timed]:  # noqa: ANN401
-    """Run ``stages`` (after search) in order on ``client``; each measured on its own."""
+def _recorder(log: list[tuple[float, str]], t0: float) -> Say:
+    """A stage ``progress`` callback keeping each line with its time since ``t0`` (the breakdown)."""
+
+    def record(message: str) -> None:
+        log.append((round(time.perf_counter() - t0, 2), message))
+
+    return record
+
+
+def run_stages(
+    spec: RunSpec,
+    stages: list[str],
+    client: Any,  # noqa: ANN401 - a distributed.Client
+    say: Say,
+    logs: dict[str, list[tuple[float, str]]] | None = None,
+) -> dict[str, Timed]:
+    """Run ``stages`` (after search) in order on ``client``; each measured on its own.
+
+    ``logs``, when given, receives each stage's progress lines with their times (what the stage spent on).
+    """
     out: dict[str, Timed] = {}
     for stage in stages:
         fn = getattr(runner, f"run_{stage}")
         t0 = time.perf_counter()
+        log: list[tuple[float, str]] = []
         with measured(client) as t:
-            fn(spec, client=client)
+            fn(spec, client=client, progress=_recorder(log, t0))
         out[stage] = t
+        if logs is not None:
+            logs[stage] = log
         peak = t.peaks.as_gib()["max_worker_gib"]
         say(f"  {stage}: {time.perf_counter() - t0:.1f} s, max worker RSS {peak} GiB")
     return out
