@@ -27,6 +27,14 @@ Example:
 
 from __future__ import annotations
 
+from gppscale.models.aggregate import (
+    Bags,
+    WithClass,
+    aggregate_predictions,
+    fit_aggregate,
+    one_hot_features,
+    pixel_predictions,
+)
 from gppscale.models.checkpoint import CHECKPOINT_FORMAT, from_bytes, to_bytes
 from gppscale.models.fit import FitResult, fit_model, predict
 from gppscale.models.nets import MODEL_KINDS, Regressor, Standardize, build_model
@@ -34,12 +42,18 @@ from gppscale.models.nets import MODEL_KINDS, Regressor, Standardize, build_mode
 __all__ = [
     "CHECKPOINT_FORMAT",
     "MODEL_KINDS",
+    "Bags",
     "FitResult",
     "Regressor",
     "Standardize",
+    "WithClass",
+    "aggregate_predictions",
     "build_model",
+    "fit_aggregate",
     "fit_model",
     "from_bytes",
+    "one_hot_features",
+    "pixel_predictions",
     "predict",
     "to_bytes",
 ]
