@@ -197,18 +197,19 @@ def one_hot_features(x: npt.ArrayLike, classes: npt.ArrayLike, n_classes: int) -
 
 
 def _class_stats(classes: I64, n_classes: int) -> tuple[F64, F64, F64, F64]:
-    """Mean, std, min and max of each one-hot column of ``classes``, NaN bounds for an absent class.
+    """Mean, std, min and max of each one-hot column of ``classes``.
 
     What ``_feature_stats`` and ``_feature_range`` give on :func:`one_hot_features`, without the copy.
+    A class absent from ``classes`` has the range ``[0, 0]``: the network reads it as none of the classes
+    it was trained on.
 
     Example:
         >>> [a.tolist() for a in _class_stats(np.array([0, 0, 0, 1]), 3)]
-        [[0.75, 0.25, 0.0], [0.4330127018922193, 0.4330127018922193, 0.0], [0.0, 0.0, nan], [1.0, 1.0, nan]]
+        [[0.75, 0.25, 0.0], [0.4330127018922193, 0.4330127018922193, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]]
     """
     frac = np.bincount(classes, minlength=n_classes) / max(classes.size, 1)
-    seen = frac > 0
-    low = np.where(seen, np.where(frac < 1, 0.0, 1.0), np.nan)
-    return frac, np.sqrt(frac * (1 - frac)), low, np.where(seen, 1.0, np.nan)
+    low = np.where(frac < 1, 0.0, 1.0)
+    return frac, np.sqrt(frac * (1 - frac)), low, np.where(frac > 0, 1.0, 0.0)
 
 
 class _CellModel(torch.nn.Module):
