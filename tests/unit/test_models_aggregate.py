@@ -21,6 +21,7 @@ from gppscale.models.aggregate import (
     one_hot_features,
     pixel_predictions,
 )
+from gppscale.models.checkpoint import from_bytes, to_bytes
 from gppscale.models.fit import _feature_range, _feature_stats
 from gppscale.models.nets import MODEL_KINDS, build_model
 
@@ -206,3 +207,11 @@ def test_every_kind_trains_and_predicts_non_negative(kind: str) -> None:
     cells = aggregate_predictions(res.model, bags)
     pixels = pixel_predictions(res.model, bags.x, bags.classes, 2)
     assert np.isfinite(cells).all() and (cells >= 0).all() and (pixels >= 0).all()
+
+
+def test_checkpoint_round_trip_lists_the_class_columns() -> None:
+    bags, _ = make_bags(20, seed=6)
+    model = fit_aggregate("cnn", bags, HyperParams(epochs=1, batch_size=8, hidden=(4, 4))).model
+    weights, meta = to_bytes(model, {"features": ["a", "b", "class=0", "class=1"], "target": "gpp"})
+    restored = from_bytes(weights, meta)
+    np.testing.assert_array_equal(aggregate_predictions(restored, bags), aggregate_predictions(model, bags))
