@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
     p.add_argument("--work", type=Path, default=REPO / "out" / "bench", help="scratch folder for runs")
+    p.add_argument(
+        "--worlds",
+        type=Path,
+        default=REPO / "out",
+        help="worlds live in <worlds>/<preset>/world (default out)",
+    )
     p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     return p
 
@@ -84,21 +90,10 @@ def _floors(
     return out
 
 
-def _gpu_section(floors_: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"skipped": "no CUDA device on this machine (torch.cuda.is_available() is False): CPU only"}
-    return {
-        "skipped": "a CUDA device is present, but the CPU-vs-GPU section is not written yet",
-        "cpu": floors_,
-    }
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import os
 
-    from bench import machine, peers, report, stages
+    from bench import gpu, machine, peers, report, stages
     from gppscale.io.freeze import load_frozen
     from gppscale.io.store import RunStore
     from gppscale.plan import plan_run
@@ -112,10 +107,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
         "load_start": machine.load_average(),
         "machine": machine.describe(),
+        "source": machine.source(REPO),
     }
     os.chdir(REPO)
     work = args.work.resolve() / args.preset
-    world = stages.ensure_world(args.preset, REPO / "out" / args.preset / "world", say, args.seed)
+    world = stages.ensure_world(args.preset, args.worlds / args.preset / "world", say, args.seed)
     spec = stages.bench_spec(REPO / "pipeline" / f"{args.preset}.yaml", world, work / "run", args.workers)
     run_dir = Path(str(spec.output.store))
     stages.fresh_store(spec)
@@ -145,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.scaling:
         from bench.scaling import run_scaling
 
-        demo_world = stages.ensure_world("demo", REPO / "out" / "demo" / "world", say, args.seed)
+        demo_world = stages.ensure_world("demo", args.worlds / "demo" / "world", say, args.seed)
         res["scaling"] = run_scaling(
             REPO / "pipeline" / "small.yaml",
             demo_world,
@@ -154,7 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             [int(w) for w in args.scaling_workers.split(",")],
             say,
         )
-    res["gpu"] = _gpu_section(res["floors"])
+    say("GPU section (CPU rates always)")
+    res["gpu"] = gpu.gpu_section(run_dir)
     res["load_end"] = machine.load_average()
     res["bench_wall_s"] = time.monotonic() - t0
     for path in report.write(res, args.out):

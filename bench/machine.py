@@ -57,6 +57,27 @@ def describe() -> dict[str, Any]:
     }
 
 
+def source(repo: Path) -> dict[str, Any]:
+    """Which code ran: the git commit and whether ``src/`` had uncommitted changes.
+
+    Outside a git checkout (e.g. a ``git archive`` snapshot) the commit comes from ``BENCH_SOURCE_COMMIT``.
+    """
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": os.environ.get("BENCH_SOURCE_COMMIT"), "tree": "snapshot (git archive)"}
+    dirty = git("status", "--porcelain", "--", "src", "pipeline")
+    return {"commit": commit, "tree": "dirty src/ or pipeline/" if dirty else "clean"}
+
+
 def load_average() -> list[float]:
     """1, 5 and 15 minute load averages (other work on the machine skews timings)."""
     return [round(x, 2) for x in os.getloadavg()]

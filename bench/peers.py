@@ -226,6 +226,6 @@ def inference_peer(spec: RunSpec, plan: RunPlan, run_dir: Path, client: Client |
         fingerprint=f"bench-{time.time_ns()}",
         batch_px=spec.predict.batch_px,
     )
-    arrays = [raw[v].data for v in raw.data_vars if v.endswith("_uncorrected")]
+    arrays = [raw[v].data for v in raw.data_vars if str(v).endswith("_uncorrected")]
     _, seconds = _timed_compute(client, arrays)
     return {"seconds": seconds, "pixels": int(plan.geobox.shape.y * plan.geobox.shape.x)}

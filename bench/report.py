@@ -176,9 +176,26 @@ def _scaling_md(sc: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _gpu_md(g: Mapping[str, Any]) -> list[str]:
+    header = ["network", "CPU train samples/s", "CPU inference px/s"]
+    gpu = g.get("gpu", {})
+    if gpu:
+        header += ["GPU train samples/s", "GPU inference px/s", "GPU/CPU train", "GPU/CPU inference"]
+    rows = []
+    for kind, cpu in g.get("cpu", {}).items():
+        row = [kind, f"{cpu['train_samples_per_s']:.3g}", f"{cpu['infer_px_per_s']:.3g}"]
+        if gpu:
+            r = g["gpu_over_cpu"][kind]
+            row += [f"{gpu[kind]['train_samples_per_s']:.3g}", f"{gpu[kind]['infer_px_per_s']:.3g}",
+                    r["train_samples_per_s"], r["infer_px_per_s"]]  # fmt: skip
+        rows.append(row)
+    note = g.get("skipped") or f"GPU: {g.get('device')}"
+    return ["### GPU", "", note + ".", "", *_table(header, rows), ""]
+
+
 def markdown(res: Mapping[str, Any]) -> str:
     """The results as Markdown."""
-    m = res["machine"]
+    m, src = res["machine"], res.get("source", {})
     lines = [
         f"## {res['preset']} — {res['date']}",
         "",
@@ -186,7 +203,8 @@ def markdown(res: Mapping[str, Any]) -> str:
         f"Python {m['python']}, torch {m['packages']['torch']}, dask {m['packages']['dask']}, "
         f"GDAL {m['gdal']}; GPU: {m['gpu'] or 'none'}. {res['workers']} worker processes x 1 thread. "
         f"Load average (1/5/15 min) at start {res['load_start']}, at end {res['load_end']} — other work "
-        f"ran on this machine, so timings are noisy. Total bench wall time {res['bench_wall_s']:.0f} s.",
+        f"ran on this machine, so timings are noisy. Total bench wall time {res['bench_wall_s']:.0f} s. "
+        f"Code: gppscale commit {src.get('commit') or '?'} ({src.get('tree', '?')}).",
         "",
         *_stages_md(res),
         *_floors_md(res["floors"]),
@@ -194,7 +212,7 @@ def markdown(res: Mapping[str, Any]) -> str:
     ]
     if res.get("scaling"):
         lines += _scaling_md(res["scaling"])
-    lines += ["### GPU", "", res["gpu"].get("skipped") or json.dumps(res["gpu"]), ""]
+    lines += _gpu_md(res["gpu"])
     return "\n".join(lines)
 
 
