@@ -96,7 +96,7 @@ def gpu_section(run_dir: Path) -> dict[str, Any]:
     if not torch.cuda.is_available():
         out["skipped"] = (
             "GPU section skipped: torch sees no CUDA device on this machine (torch.cuda.is_available() is "
-            "False); the CPU rates above are the baseline a GPU machine is compared with"
+            "False); the CPU rates in this section are the baseline a GPU machine is compared with"
         )
         return out
     out["device"] = torch.cuda.get_device_name(0)
