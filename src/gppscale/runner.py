@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from gppscale.io.samples import SamplesResult
-    from gppscale.train import TrainTask
+    from gppscale.train import AggregateTask, TrainTask
 
 __all__ = [
     "CUBE_REL",
@@ -224,12 +224,14 @@ class TrainResult:
     reused: int
 
 
-def _train_tasks(spec: RunSpec, store: RunStore, plan: RunPlan) -> tuple[list[TrainTask], list[str]]:
+def _train_tasks(
+    spec: RunSpec, store: RunStore, plan: RunPlan
+) -> tuple[list[TrainTask | AggregateTask], list[str]]:
     """Every task of the spec, and the types that have no training cells (warned)."""
     from gppscale.io.models import task_fingerprint
     from gppscale.io.samples import SAMPLES_JSON, read_samples
     from gppscale.stages.features import feature_names
-    from gppscale.train import TREES, TrainTask, type_data
+    from gppscale.train import TREES, AggregateTask, TrainTask, type_data
 
     table = read_samples(store)
     described = store.read_json(SAMPLES_JSON)
@@ -237,8 +239,9 @@ def _train_tasks(spec: RunSpec, store: RunStore, plan: RunPlan) -> tuple[list[Tr
     features = tuple(feature_names(predictors))
     labels = tuple(q.label for q in plan.quarters)
     kinds = [*spec.models.kinds, *([TREES] if TREES in spec.models.baselines else [])]
-    tasks, missing = [], []
-    for forest_type in spec.forest_types.modelled:
+    tasks: list[TrainTask | AggregateTask] = []
+    missing = []
+    for forest_type in spec.forest_types.modelled if "paper" in spec.models.modes else ():
         hyper = spec.models.hyper_for(forest_type)
         for target in ("gpp", "npp"):
             data = type_data(table, forest_type, predictors, target, plan.quarters, spec.split)
@@ -249,7 +252,39 @@ def _train_tasks(spec: RunSpec, store: RunStore, plan: RunPlan) -> tuple[list[Tr
                 name = f"{forest_type}/{target}/{kind}"
                 fp = task_fingerprint(described["sha256"], name, hyper.model_dump(mode="json"), features)
                 tasks.append(TrainTask(forest_type, target, kind, hyper, features, labels, data, fp))
+    if "aggregate" in spec.models.modes:
+        coarse = _coarse_grid(described)
+        hyper = spec.models.hyper.default
+        for target in ("gpp", "npp"):
+            for kind in spec.models.kinds:
+                name = f"aggregate/{target}/{kind}"
+                fp = task_fingerprint(described["sha256"], name, hyper.model_dump(mode="json"), features)
+                tasks.append(
+                    AggregateTask(
+                        target,
+                        kind,
+                        hyper,
+                        features,
+                        labels,
+                        fp,
+                        store.url,
+                        plan.geobox,
+                        coarse,
+                        tuple(predictors),
+                        tuple(plan.quarters),
+                        str(described["sha256"]),
+                    )
+                )
     return tasks, sorted(set(missing))
+
+
+def _coarse_grid(described: dict[str, Any]) -> Any:  # noqa: ANN401 - a GeoBox
+    """The coarse grid recorded in ``samples.json``."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    grid = described["coarse_grid"]
+    return GeoBox(tuple(grid["shape"]), Affine(*grid["transform"]), grid["crs"])
 
 
 def run_train(spec: RunSpec, *, client: Client | None = None, progress: Progress = _quiet) -> TrainResult:
@@ -303,24 +338,20 @@ class PredictResult:
 
 def _predict_inputs(spec: RunSpec, store: RunStore) -> tuple[Any, ...]:
     """Cube, selection, predictors, coarse grid and sample table of a trained run."""
-    from affine import Affine
-    from odc.geo.geobox import GeoBox
-
-    from gppscale.io.models import read_record, read_selection
+    from gppscale.io.models import maps_selection, read_record, read_selection, record_name
     from gppscale.io.regions import open_complete
     from gppscale.io.samples import SAMPLES_JSON, read_samples
 
     cube = open_complete(store, CUBE_REL, what="the predictor cube", fix="run `gppscale cube SPEC` first")
-    selection = read_selection(store)
+    mode = spec.models.modes[0]
+    selection = maps_selection(read_selection(store), mode, spec.forest_types.modelled)
     described = store.read_json(SAMPLES_JSON)
-    grid = described["coarse_grid"]
-    coarse = GeoBox(tuple(grid["shape"]), Affine(*grid["transform"]), grid["crs"])
+    coarse = _coarse_grid(described)
+    names = {
+        record_name(mode, t, target, kind) for t, kinds in selection.items() for target, kind in kinds.items()
+    }
     checkpoints = {
-        f"{t}/{target}/{kind}": (read_record(store, f"{t}/{target}/{kind}") or {})
-        .get("meta", {})
-        .get("sha256")
-        for t, kinds in selection.items()
-        for target, kind in kinds.items()
+        name: (read_record(store, name) or {}).get("meta", {}).get("sha256") for name in sorted(names)
     }
     return cube, selection, described["features"], coarse, read_samples(store), checkpoints
 
@@ -351,7 +382,10 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
     plan = plan_run(spec)
     cube, selection, predictors, coarse, table, checkpoints = _predict_inputs(spec, store)
     raw_fp = hashlib.sha256(
-        json.dumps([cube.attrs.get("gppscale_fingerprint"), selection, checkpoints], sort_keys=True).encode()
+        json.dumps(
+            [cube.attrs.get("gppscale_fingerprint"), spec.models.modes[0], selection, checkpoints],
+            sort_keys=True,
+        ).encode()
     ).hexdigest()[:16]
     chunk = int(cube.chunksizes["y"][0])  # the cube's own chunking (``grid.chunk_px`` when it was built)
     fills: dict[Hashable, float] = {"forest_type": 255, "model_gpp": 0, "model_npp": 0}
@@ -365,6 +399,7 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
         cube,
         store_url=store.url,
         selection=selection,
+        mode=spec.models.modes[0],
         predictors=predictors,
         quarters=plan.quarters,
         fingerprint=raw_fp,

@@ -49,14 +49,17 @@ if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = [
+    "AGGREGATE",
     "TREES",
     "VAL_FRACTION",
+    "AggregateTask",
     "TaskOutcome",
     "TrainTask",
     "TreeModel",
     "TypeData",
     "fit_trees",
     "gpu_workers",
+    "run_aggregate_task",
     "run_task",
     "run_tasks",
     "type_data",
@@ -64,6 +67,9 @@ __all__ = [
 
 TREES = "trees"
 """The tree-ensemble baseline's kind (scikit-learn HistGradientBoostingRegressor)."""
+
+AGGREGATE = "aggregate"
+"""The ``forest_type`` of aggregate-mode tasks: one class-conditioned model for every pixel."""
 
 VAL_FRACTION = 0.15
 """Share of the training blocks used for early stopping."""
@@ -101,6 +107,33 @@ class TrainTask:
     def name(self) -> str:
         """``<type>/<target>/<kind>``, also the task's place in the run store."""
         return f"{self.forest_type}/{self.target}/{self.kind}"
+
+
+@dataclass(frozen=True)
+class AggregateTask:
+    """One model kind to train in ``aggregate`` mode for one target: all covered cells, every pixel.
+
+    The task reads its bags on the worker (:func:`gppscale.io.bags.read_bags`), once per process.
+    """
+
+    target: str
+    kind: str
+    hyper: HyperParams
+    features: tuple[str, ...]
+    quarters: tuple[str, ...]
+    fingerprint: str
+    store_url: str
+    fine: Any  # GeoBox
+    coarse: Any  # GeoBox
+    predictors: tuple[str, ...]
+    quarter_list: tuple[Any, ...]  # Quarter
+    samples_sha256: str
+    forest_type: str = AGGREGATE
+
+    @property
+    def name(self) -> str:
+        """``aggregate/<target>/<kind>``, also the task's place in the run store."""
+        return f"{AGGREGATE}/{self.target}/{self.kind}"
 
 
 @dataclass(frozen=True)
@@ -159,15 +192,19 @@ def type_data(
 
 
 def _score(task: TrainTask, prediction: F32) -> dict[str, Any]:
-    y = task.data.y_test
+    d = task.data
+    return _test_scores(prediction, d.y_test, task.quarters, d.x_train.shape[0])
+
+
+def _test_scores(prediction: F32, y: F32, quarters: Sequence[str], n_train: int) -> dict[str, Any]:
+    """Scores of test-cell predictions ``(cells, T)`` against their labels: pooled, per quarter, within."""
     pooled = scores(prediction, y) if y.size else {"r2": math.nan, "rmse": math.nan, "md": math.nan, "n": 0}
-    by_quarter = scores_by_quarter(prediction, y, task.quarters) if y.size else {}
     return {
         **pooled,
         "within_quarter_r2": within_quarter_r2(prediction, y) if y.size else math.nan,
-        "by_quarter": by_quarter,
-        "n_train_cells": int(task.data.x_train.shape[0]),
-        "n_test_cells": int(task.data.x_test.shape[0]),
+        "by_quarter": scores_by_quarter(prediction, y, quarters) if y.size else {},
+        "n_train_cells": int(n_train),
+        "n_test_cells": int(y.shape[0]),
     }
 
 
@@ -221,38 +258,61 @@ def _worker_address() -> str:
         return "local"
 
 
-def run_task(task: TrainTask) -> TaskOutcome:
+def run_task(task: TrainTask | AggregateTask) -> TaskOutcome:
     """Train one model (or the tree baseline) and score it on the test cells. Pure apart from the device."""
+    if isinstance(task, AggregateTask):
+        return run_aggregate_task(task)
     start = time.perf_counter()
-    weights: bytes | None = None
-    meta: dict[str, Any] = {}
-    device = "cpu"
     if task.kind == TREES:
         metrics = _score(task, _fit_trees(task))
-    else:
-        from gppscale.models import fit_model, predict, to_bytes
+        return TaskOutcome(
+            task.forest_type,
+            task.target,
+            task.kind,
+            task.fingerprint,
+            metrics,
+            worker=_worker_address(),
+            seconds=time.perf_counter() - start,
+        )
+    from gppscale.models import fit_model, predict
 
-        device = _device()
-        d = task.data
-        fit = fit_model(task.kind, d.x_train, d.y_train, task.hyper, val_mask=d.val_mask, device=device)
-        prediction = predict(fit.model, d.x_test) if d.x_test.shape[0] else d.y_test
-        metrics = {
-            **_score(task, prediction),
-            "epochs_run": fit.epochs_run,
-            "best_epoch": fit.best_epoch,
-            "samples_per_s": fit.samples_per_s,
-        }
-        about = {
-            "features": list(task.features),
-            "quarters": list(task.quarters),
-            "forest_type": task.forest_type,
-            "target": task.target,
-            "units": "gC m-2 quarter-1",
-            "fingerprint": task.fingerprint,
-            "metrics": metrics,
-            "device": device,
-        }
-        weights, meta = to_bytes(fit.model, about)
+    device = _device()
+    d = task.data
+    fit = fit_model(task.kind, d.x_train, d.y_train, task.hyper, val_mask=d.val_mask, device=device)
+    prediction = predict(fit.model, d.x_test) if d.x_test.shape[0] else d.y_test
+    return _deep_outcome(task, fit, _score(task, prediction), task.features, device, start)
+
+
+def _deep_outcome(
+    task: TrainTask | AggregateTask,
+    fit: Any,  # noqa: ANN401 - gppscale.models.FitResult
+    scores: dict[str, Any],
+    features: Sequence[str],
+    device: str,
+    start: float,
+    **about: Any,  # noqa: ANN401 - more checkpoint metadata
+) -> TaskOutcome:
+    """The outcome of a trained deep model: scores, training summary, weights and checkpoint metadata."""
+    from gppscale.models import to_bytes
+
+    metrics = {
+        **scores,
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "samples_per_s": fit.samples_per_s,
+    }
+    meta = {
+        "features": list(features),
+        "quarters": list(task.quarters),
+        "forest_type": task.forest_type,
+        "target": task.target,
+        "units": "gC m-2 quarter-1",
+        "fingerprint": task.fingerprint,
+        "metrics": metrics,
+        "device": device,
+        **about,
+    }
+    weights, checkpoint = to_bytes(fit.model, meta)
     return TaskOutcome(
         task.forest_type,
         task.target,
@@ -260,10 +320,78 @@ def run_task(task: TrainTask) -> TaskOutcome:
         task.fingerprint,
         metrics,
         weights,
-        meta,
+        checkpoint,
         _worker_address(),
         device,
         time.perf_counter() - start,
+    )
+
+
+_BAGS: dict[tuple[str, str, str], Any] = {}
+
+
+def _bags_of(task: AggregateTask) -> Any:  # noqa: ANN401 - gppscale.io.bags.CellBags
+    """The task's bags, read from the store once per process and samples fingerprint."""
+    from gppscale.io.bags import read_bags
+    from gppscale.io.samples import read_samples
+    from gppscale.io.store import RunStore
+
+    key = (task.store_url, task.target, task.samples_sha256)
+    if key not in _BAGS:
+        _BAGS.clear()  # one run's bags at a time per process
+        store = RunStore(task.store_url)
+        _BAGS[key] = read_bags(
+            store,
+            task.fine,
+            task.coarse,
+            read_samples(store),
+            task.predictors,
+            task.quarter_list,
+            task.target,
+        )
+    return _BAGS[key]
+
+
+def aggregate_batch_cells(batch_size: int) -> int:
+    """Cells per optimiser step in aggregate mode: an eighth of ``batch_size``, at least 8.
+
+    A 500 m cell holds about 280 pixels, so the default 256 gives 32 cells (about 9 000 pixels) a step:
+    a small area's few hundred cells still give several steps an epoch.
+
+    Example:
+        >>> aggregate_batch_cells(256), aggregate_batch_cells(16)
+        (32, 8)
+    """
+    return max(8, batch_size // 8)
+
+
+def _cells(bags: Any, keep: npt.NDArray[np.bool_]) -> Any:  # noqa: ANN401 - Bags in, Bags out
+    """The bags of the cells ``keep`` (every pixel stays; those of dropped cells are simply unused)."""
+    from gppscale.models.aggregate import Bags
+
+    return Bags(bags.x, bags.classes, bags.weights[keep], bags.labels[keep], bags.n_classes)
+
+
+def run_aggregate_task(task: AggregateTask) -> TaskOutcome:
+    """Train one ``aggregate``-mode model on the training cells' bags; score cell means on the test cells."""
+    from gppscale.models.aggregate import aggregate_predictions, fit_aggregate
+    from gppscale.stages.landclass import CLASS_NAMES
+
+    start = time.perf_counter()
+    device = _device()
+    found = _bags_of(task)
+    bags, test = found.bags, found.test
+    hyper = task.hyper.model_copy(update={"batch_size": aggregate_batch_cells(task.hyper.batch_size)})
+    fit = fit_aggregate(task.kind, _cells(bags, ~test), hyper, device=device)
+    held_out = _cells(bags, test)
+    prediction = aggregate_predictions(fit.model, held_out, device=device)
+    scores = {
+        **_test_scores(prediction, held_out.labels, task.quarters, int((~test).sum())),
+        "n_pixels": int(bags.x.shape[0]),
+    }
+    features = [*task.features, *(f"class_{name}" for name in CLASS_NAMES)]
+    return _deep_outcome(
+        task, fit, scores, features, device, start, mode=AGGREGATE, n_classes=int(bags.n_classes)
     )
 
 
@@ -282,7 +410,7 @@ def _describe(out: TaskOutcome) -> str:
 
 
 def run_tasks(
-    tasks: Sequence[TrainTask],
+    tasks: Sequence[TrainTask | AggregateTask],
     client: Client | None = None,
     *,
     on_done: Callable[[TaskOutcome], None] | None = None,

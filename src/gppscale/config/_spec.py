@@ -711,6 +711,14 @@ class ModelsSpec(_Block):
     """Deep models trained for each forest type."""
     baselines: Annotated[tuple[BaselineKind, ...], AfterValidator(unique_items)] = ("trees", "coarse")
     """Reference models scored beside them: a tree ensemble, and the coarse value everywhere."""
+    modes: Annotated[
+        tuple[Literal["paper", "aggregate"], ...], Field(min_length=1), AfterValidator(unique_items)
+    ] = ("paper",)
+    """Training modes; the first makes the 30 m maps, the others are trained and validated beside it.
+    'paper': per forest type on the aggregates of pure coarse cells (Yu et al. 2022). 'aggregate': one
+    model for every 30 m pixel, conditioned on its land-cover class, fit so that each covered coarse
+    cell's area-weighted mean of its pixels matches the coarse value (all covered cells, pure or not;
+    hyper-parameters from "*", a step taking batch_size / 8 cells, at least 8)."""
     select: Literal["auto", "dnn", "cnn", "bpnn", "rnn"] = "auto"
     """Model used for prediction: 'auto' takes the best test score per forest type."""
     hyper: HyperSpec = Field(default_factory=HyperSpec)

@@ -8,7 +8,9 @@ Layout under ``<store>/train/``:
   a record only);
 * ``metrics.json`` and ``metrics.csv``: one row per type, target and model with R², RMSE, MD, N on the
   test cells (pooled and the mean of per-quarter R²);
-* ``selection.json``: the model used for each type and target.
+* ``selection.json``: the model used for each type and target;
+* ``aggregate/<target>/<kind>.*``: the ``aggregate``-mode models, one per target and kind for every
+  forest type (class-conditioned; :func:`load_type_model` gives a forest type's view of one).
 
 Example:
     >>> def rec(kind, rmse):
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from gppscale.errors import CheckpointError, StoreError
 from gppscale.io.store import RunStore
-from gppscale.train import TREES, TaskOutcome
+from gppscale.train import AGGREGATE, TREES, TaskOutcome
 
 if TYPE_CHECKING:
     from gppscale.models import Regressor
@@ -38,9 +40,12 @@ __all__ = [
     "TRAIN_DIR",
     "json_safe",
     "load_model",
+    "load_type_model",
+    "maps_selection",
     "metrics_rows",
     "read_record",
     "read_selection",
+    "record_name",
     "select_models",
     "task_fingerprint",
     "write_outcome",
@@ -242,3 +247,54 @@ def read_selection(store: RunStore) -> dict[str, dict[str, str]]:
         raise StoreError(f"no trained models in {store.join(TRAIN_DIR)}; run `gppscale train SPEC` first")
     models: dict[str, dict[str, str]] = store.read_json(rel)["models"]
     return models
+
+
+def record_name(mode: str, forest_type: str, target: str, kind: str) -> str:
+    """Where a forest type's model of ``mode`` lives: ``<type>/<target>/<kind>`` or ``aggregate/...``.
+
+    Example:
+        >>> record_name("aggregate", "DNF", "gpp", "dnn"), record_name("paper", "DNF", "gpp", "dnn")
+        ('aggregate/gpp/dnn', 'DNF/gpp/dnn')
+    """
+    return f"{AGGREGATE if mode == AGGREGATE else forest_type}/{target}/{kind}"
+
+
+def maps_selection(
+    selection: Mapping[str, Mapping[str, str]], mode: str, forest_types: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """The kind of each forest type and target that makes the maps in ``mode``.
+
+    ``paper``: the per-type selection. ``aggregate``: the selected aggregate kind, for every type of
+    ``forest_types`` (one model serves them all).
+
+    Raises:
+        StoreError: If ``mode`` is ``aggregate`` and no aggregate model was trained.
+
+    Example:
+        >>> sel = {"DNF": {"gpp": "rnn"}, "aggregate": {"gpp": "dnn"}}
+        >>> maps_selection(sel, "paper", ["DNF", "ENF"]), maps_selection(sel, "aggregate", ["DNF", "ENF"])
+        ({'DNF': {'gpp': 'rnn'}}, {'DNF': {'gpp': 'dnn'}, 'ENF': {'gpp': 'dnn'}})
+    """
+    if mode != AGGREGATE:
+        return {t: dict(kinds) for t, kinds in selection.items() if t != AGGREGATE}
+    if AGGREGATE not in selection:
+        raise StoreError(
+            "models.modes puts 'aggregate' first but no aggregate-mode model was trained; rerun "
+            "`gppscale train SPEC`"
+        )
+    return {t: dict(selection[AGGREGATE]) for t in forest_types}
+
+
+def load_type_model(store: RunStore, mode: str, forest_type: str, target: str, kind: str) -> Any:  # noqa: ANN401
+    """A forest type's model of ``mode``: its own (paper) or the aggregate model seen with its class.
+
+    Raises:
+        StoreError: If it was never trained in this store.
+        CheckpointError: If the weights are missing, truncated, tampered with or do not match the record.
+    """
+    if mode != AGGREGATE:
+        return load_model(store, forest_type, target, kind)
+    from gppscale.models.aggregate import WithClass
+    from gppscale.stages.landclass import N_CLASSES, class_of_forest_type
+
+    return WithClass(load_model(store, AGGREGATE, target, kind), class_of_forest_type(forest_type), N_CLASSES)

@@ -85,20 +85,20 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _models(store_url: str, selection: Selection, fingerprint: str) -> dict[str, dict[int, Any]]:
+def _models(store_url: str, selection: Selection, mode: str, fingerprint: str) -> dict[str, dict[int, Any]]:
     """The selected models by target and forest-type id, loaded once per process and fingerprint.
 
     ``fingerprint`` names the checkpoints' contents, so a long-lived worker loads retrained models anew.
     """
-    from gppscale.io.models import load_model
+    from gppscale.io.models import load_type_model
 
-    key = json.dumps([store_url, selection, fingerprint], sort_keys=True)
+    key = json.dumps([store_url, selection, mode, fingerprint], sort_keys=True)
     with _CACHE_LOCK:
         if key not in _CACHE:
             store = RunStore(store_url)
             _CACHE[key] = {
                 target: {
-                    FOREST_TYPE_IDS[t]: load_model(store, t, target, kinds[target]).to(_device())
+                    FOREST_TYPE_IDS[t]: load_type_model(store, mode, t, target, kinds[target]).to(_device())
                     for t, kinds in selection.items()
                     if target in kinds
                 }
@@ -123,11 +123,12 @@ def _predict_kernel(
     predictors: Sequence[str],
     quarters: Sequence[Quarter],
     batch_px: int,
+    mode: str,
     fingerprint: str,
 ) -> xr.Dataset:
     layers = {name: block[name].values for name in predictors}
     types = np.asarray(block["forest_type"].values, np.uint8)
-    models = _models(store_url, selection, fingerprint)
+    models = _models(store_url, selection, mode, fingerprint)
     out: dict[str, Any] = {"forest_type": (("y", "x"), types)}
     for target in TARGETS:
         pred = predict_block(
@@ -159,6 +160,7 @@ def raw_dataset(
     predictors: Sequence[str],
     quarters: Sequence[Quarter],
     fingerprint: str,
+    mode: str = "paper",
     batch_px: int = 65536,
 ) -> xr.Dataset:
     """The lazy uncorrected maps: one task per y/x chunk of the cube, all quarters at once.
@@ -175,6 +177,7 @@ def raw_dataset(
         "predictors": list(predictors),
         "quarters": list(quarters),
         "batch_px": batch_px,
+        "mode": mode,
         "fingerprint": fingerprint,
     }
     return xr.map_blocks(_predict_kernel, source, kwargs=kwargs, template=_template(source, chunks))

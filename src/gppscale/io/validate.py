@@ -35,10 +35,10 @@ from odc.geo.geobox import GeoBox
 
 from gppscale.config import RunSpec
 from gppscale.errors import SpecError
-from gppscale.io.models import load_model
+from gppscale.io.bags import cube_at_pixels
 from gppscale.io.predict import OUTPUT_REL
 from gppscale.io.samples import SAMPLES_JSON, read_samples
-from gppscale.io.store import CUBE_REL, RunStore
+from gppscale.io.store import RunStore
 from gppscale.plan import RunPlan
 from gppscale.stages.aggregate import pixel_cells
 from gppscale.stages.forest import FOREST_TYPE_IDS
@@ -140,22 +140,26 @@ def model_predictions(
 ) -> dict[str, dict[str, F32]]:
     """Every trained model kind and the tree baseline at the sampled pixels, as predicted (by target, kind).
 
-    The deep models are the checkpoints training wrote; the tree baseline (never stored) is fitted again
-    on the same training cells. A kind missing for some type is left out for that type (NaN).
+    The deep models are the checkpoints training wrote, of every mode of ``models.modes`` (``aggregate``
+    models as ``aggregate-<kind>``); the tree baseline (never stored) is fitted again on the same
+    training cells. A kind missing for some type is left out for that type (NaN).
     """
-    from gppscale.io.models import read_record
+    from gppscale.io.models import load_type_model, read_record, record_name
     from gppscale.stages.predict import predict_block
-    from gppscale.train import TREES, fit_trees, type_data
+    from gppscale.train import AGGREGATE, TREES, fit_trees, type_data
 
     predictors = list(store.read_json(SAMPLES_JSON)["features"])
-    layers = _cube_at(store, predictors, index, (plan.geobox.shape.y, plan.geobox.shape.x))
+    layers = cube_at_pixels(store, predictors, index)
     say = progress or (lambda _m: None)
-    kinds = [*spec.models.kinds, *([TREES] if TREES in spec.models.baselines else [])]
-    say(f"validate: {', '.join(kinds)} at {index.size} sampled forest pixels")
+    kinds: list[tuple[str, str]] = [(mode, kind) for mode in spec.models.modes for kind in spec.models.kinds]
+    if TREES in spec.models.baselines:
+        kinds.append(("paper", TREES))
+    labels = {(mode, kind): f"{AGGREGATE}-{kind}" if mode == AGGREGATE else kind for mode, kind in kinds}
+    say(f"validate: {', '.join(labels.values())} at {index.size} sampled forest pixels")
     result: dict[str, dict[str, F32]] = {}
     for target in TARGETS:
         by_kind: dict[str, F32] = {}
-        for kind in kinds:
+        for mode, kind in kinds:
             models: dict[int, Any] = {}
             for name in modelled:
                 if kind == TREES:
@@ -163,24 +167,14 @@ def model_predictions(
                     if data is not None:
                         seed = spec.models.hyper_for(name).seed
                         models[FOREST_TYPE_IDS[name]] = fit_trees(data.x_train, data.y_train, seed)
-                elif read_record(store, f"{name}/{target}/{kind}") is not None:
-                    models[FOREST_TYPE_IDS[name]] = load_model(store, name, target, kind)
+                elif read_record(store, record_name(mode, name, target, kind)) is not None:
+                    models[FOREST_TYPE_IDS[name]] = load_type_model(store, mode, name, target, kind)
             if models:
-                by_kind[kind] = predict_block(layers, types, models, predictors, plan.quarters)
+                by_kind[labels[(mode, kind)]] = predict_block(
+                    layers, types, models, predictors, plan.quarters
+                )
         result[target] = by_kind
     return result
-
-
-def _cube_at(
-    store: RunStore, predictors: Sequence[str], index: npt.NDArray[np.intp], shape: tuple[int, int]
-) -> dict[str, npt.NDArray[Any]]:
-    """The cube's predictors at flat pixel indices: ``(T, n)`` or static ``(n,)`` arrays."""
-    from gppscale.io.regions import open_complete
-
-    cube = open_complete(store, CUBE_REL, what="the predictor cube", fix="run `gppscale cube SPEC` first")
-    rows, cols = (xr.DataArray(i, dims="pixel") for i in np.unravel_index(index, shape))
-    loaded = cube[list(predictors)].isel(y=rows, x=cols).compute()
-    return {name: np.asarray(loaded[name].values) for name in predictors}
 
 
 def pixel_sample(
