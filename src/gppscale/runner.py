@@ -254,7 +254,7 @@ def _train_tasks(
                 tasks.append(TrainTask(forest_type, target, kind, hyper, features, labels, data, fp))
     if "aggregate" in spec.models.modes:
         coarse = _coarse_grid(described)
-        hyper = spec.models.hyper.default
+        hyper = spec.models.hyper_for_aggregate()
         for target in ("gpp", "npp"):
             for kind in spec.models.kinds:
                 name = f"aggregate/{target}/{kind}"

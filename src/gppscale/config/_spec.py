@@ -697,6 +697,9 @@ class HyperSpec(_Block):
     """Deciduous needleleaf forest (larch) overrides."""
     EBF: HyperOverride | None = None
     """Evergreen broadleaf forest overrides."""
+    aggregate: HyperOverride | None = None
+    """Overrides for the aggregate-mode models (one per target and kind, every pixel of every covered
+    cell: an epoch costs far more than one of a forest type's paper models)."""
 
 
 class ModelsSpec(_Block):
@@ -742,6 +745,16 @@ class ModelsSpec(_Block):
         """
         _check_forest_type(forest_type)
         return _merged(self.hyper.default, getattr(self.hyper, forest_type))
+
+    def hyper_for_aggregate(self) -> HyperParams:
+        """The hyper-parameters of the aggregate-mode models: the "aggregate" overrides merged onto "*".
+
+        Example:
+            >>> models = ModelsSpec.model_validate({"hyper": {"aggregate": {"epochs": 20}}})
+            >>> models.hyper_for_aggregate().epochs, models.hyper_for_aggregate().batch_size
+            (20, 256)
+        """
+        return _merged(self.hyper.default, self.hyper.aggregate)
 
 
 # --- predictor cube ----------------------------------------------------------------------------------
