@@ -26,7 +26,11 @@ from dask.callbacks import Callback
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["compute"]
+__all__ = ["LOCAL_SCHEDULER", "compute"]
+
+LOCAL_SCHEDULER: dict[str, Any] = {"dashboard_address": "127.0.0.1:0"}
+"""``scheduler_kwargs`` of every local cluster: the scheduler's HTTP server (metrics, no dashboard) on a
+free loopback port. Left alone it takes port 8787 and, when another cluster holds that, warns and moves."""
 
 Progress = Callable[[str], None]
 

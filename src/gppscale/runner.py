@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gppscale.compute import LOCAL_SCHEDULER
 from gppscale.config import ClusterSpec, RunSpec
 from gppscale.errors import GppscaleError
 from gppscale.io.freeze import FrozenSearch, load_frozen, search_run
@@ -112,6 +113,7 @@ def dask_client(
             memory_limit=cluster.memory_limit,
             processes=True,
             dashboard_address=None,
+            scheduler_kwargs=LOCAL_SCHEDULER,
         ) as local,
         Client(local) as client,  # type: ignore[no-untyped-call]
     ):

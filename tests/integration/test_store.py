@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 from dask.base import collections_to_expr
 
+from gppscale.compute import LOCAL_SCHEDULER
 from gppscale.errors import StoreError
 from gppscale.io.regions import (
     create_template,
@@ -140,7 +141,13 @@ def test_worker_processes_write_to_s3_without_secrets_in_the_graph(s3_bucket: st
 
     seen: list[tuple[int, int]] = []
     with (
-        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            scheduler_kwargs=LOCAL_SCHEDULER,
+        ) as cluster,
         Client(cluster) as client,
     ):
         with pytest.raises(RuntimeError, match="injected failure") as info:

@@ -11,7 +11,7 @@ from dask.delayed import delayed
 from distributed import Client, LocalCluster
 
 import gppscale.compute as compute_mod
-from gppscale.compute import compute
+from gppscale.compute import LOCAL_SCHEDULER, compute
 
 
 def test_doctests() -> None:
@@ -37,7 +37,13 @@ def test_distributed_client_gives_the_same_values_and_reports() -> None:
     x = da.arange(100, chunks=10)
     lines: list[str] = []
     with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            dashboard_address=None,
+            scheduler_kwargs=LOCAL_SCHEDULER,
+        ) as cluster,
         Client(cluster) as client,
     ):
         slow = delayed(_slow)(5)
@@ -48,3 +54,23 @@ def test_distributed_client_gives_the_same_values_and_reports() -> None:
     np.testing.assert_array_equal(doubled, np.arange(100) * 2)
     assert any("tasks running on the cluster" in line for line in lines), lines
     assert lines[-1].startswith("w: done in ")
+
+
+def test_the_local_cluster_starts_while_another_holds_the_dashboard_port() -> None:
+    """Port 8787 taken (another cluster, a notebook): no warning, no failure (warnings are errors here)."""
+    import socket
+
+    from gppscale.config import ClusterSpec
+    from gppscale.runner import dask_client
+
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held.bind(("0.0.0.0", 8787))
+            held.listen()
+        except OSError:
+            pass  # someone holds it already: the same situation
+        with dask_client(ClusterSpec(mode="local", workers=1, threads_per_worker=1)) as client:
+            assert client.submit(sum, [1, 2]).result() == 3
+            address = client.scheduler_info()["services"].get("dashboard")
+            assert address != 8787

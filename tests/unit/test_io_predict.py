@@ -10,6 +10,7 @@ from affine import Affine
 from distributed import Client, LocalCluster
 from odc.geo.geobox import GeoBox
 
+from gppscale.compute import LOCAL_SCHEDULER
 from gppscale.io.predict import _scaled, mass_factors
 from gppscale.stages.quarters import Quarter
 
@@ -68,7 +69,13 @@ def test_factors_bring_each_covered_cell_to_its_coarse_value() -> None:
 
 def test_factors_on_a_distributed_cluster_equal_the_local_ones() -> None:
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            dashboard_address=None,
+            scheduler_kwargs=LOCAL_SCHEDULER,
+        ) as cluster,
         Client(cluster) as client,
     ):
         remote, _ = _factors(client)
