@@ -889,7 +889,7 @@ class ValidationSpec(_Block):
     """Compare with the reference 30 m product (collections.reference_gpp / reference_npp) when present."""
     truth: DataPath | None = None
     """Zarr store of a synthetic world's 30 m truth."""
-    pixels_per_type: Annotated[int, Field(ge=100)] = 50_000
+    pixels_per_type: Annotated[int, Field(ge=100)] = 20_000
     """Forest pixels per type (seeded sample) at which every model, the tree baseline and the coarse
     baseline are judged against the truth and the reference product."""
 
