@@ -258,7 +258,7 @@ def _train_tasks(
         coarse = _coarse_grid(described)
         hyper = spec.models.hyper_for_aggregate()
         for target in ("gpp", "npp"):
-            for kind in spec.models.kinds:
+            for kind in spec.models.aggregate_kinds:
                 name = f"aggregate/{target}/{kind}"
                 fp = task_fingerprint(described["sha256"], name, hyper.model_dump(mode="json"), features)
                 tasks.append(

@@ -722,6 +722,11 @@ class ModelsSpec(_Block):
     model for every 30 m pixel, conditioned on its land-cover class, fit so that each covered coarse
     cell's area-weighted mean of its pixels matches the coarse value (all covered cells, pure or not;
     hyper-parameters from "*", a step taking batch_size / 8 cells, at least 8)."""
+    aggregate_kinds: Annotated[tuple[ModelKind, ...], Field(min_length=1), AfterValidator(unique_items)] = (
+        "dnn",
+    )
+    """Deep models trained in the 'aggregate' mode (each sees every pixel of every covered cell, so an
+    epoch costs far more than in the 'paper' mode; all four kinds work)."""
     select: Literal["auto", "dnn", "cnn", "bpnn", "rnn"] = "auto"
     """Model used for prediction: 'auto' takes the best test score per forest type."""
     hyper: HyperSpec = Field(default_factory=HyperSpec)

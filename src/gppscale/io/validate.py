@@ -151,7 +151,11 @@ def model_predictions(
     predictors = list(store.read_json(SAMPLES_JSON)["features"])
     layers = cube_at_pixels(store, predictors, index)
     say = progress or (lambda _m: None)
-    kinds: list[tuple[str, str]] = [(mode, kind) for mode in spec.models.modes for kind in spec.models.kinds]
+    kinds: list[tuple[str, str]] = [
+        (mode, kind)
+        for mode in spec.models.modes
+        for kind in (spec.models.aggregate_kinds if mode == AGGREGATE else spec.models.kinds)
+    ]
     if TREES in spec.models.baselines:
         kinds.append(("paper", TREES))
     labels = {(mode, kind): f"{AGGREGATE}-{kind}" if mode == AGGREGATE else kind for mode, kind in kinds}
