@@ -36,7 +36,8 @@ from gppscale.stages.samples import labels_by_cell
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 R2_FLOOR = 0.78
-"""Least R² of the mass-preserved 30 m GPP in each growing quarter (measured 0.84-0.89 when written)."""
+"""Least R² of the mass-preserved 30 m GPP in each growing quarter (measured 0.84-0.89 in the paper mode
+when written; 0.85-0.91 over all forest pixels in the aggregate mode, the demo spec's)."""
 
 MARGIN = 0.05
 """How much higher than the coarse baseline's R² it must be (baseline measured 0.72-0.75)."""
@@ -49,7 +50,9 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, RunResult]:
     root = tmp_path_factory.mktemp("demo")
     world = make_world("demo", root / "world", seed=0)
     spec_path = Path(__file__).resolve().parents[2] / "pipeline" / "demo.yaml"
-    spec = load_spec(spec_path, overrides={"catalog.world": str(world), "output.store": str(root / "run")})
+    # The maps' mode only (pipeline/demo.yaml also trains the paper's way, for validation).
+    overrides = {"catalog.world": str(world), "output.store": str(root / "run"), "models.modes": ["aggregate"]}
+    spec = load_spec(spec_path, overrides=overrides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # e.g. MF's purity threshold relaxed
         return spec, run_stages(spec, "predict")  # validation has its own tests
