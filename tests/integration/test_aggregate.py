@@ -25,6 +25,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEEP = ("search", "cube.zarr", "cube.regions", "samples.parquet", "samples.json")
 
+R2_FLOOR = 0.3
+"""Least within-quarter R² of the mass-preserved 30 m GPP over all forest pixels, Q2 and Q3 (measured
+0.54 and 0.74 when written; the coarse value everywhere 0.12 and 0.22, the paper's DNN -1.95 and 0.25)."""
+
 
 @pytest.fixture(scope="module")
 def aggregate_run(
@@ -76,4 +80,4 @@ def test_aggregate_beats_the_paper_models_and_the_trees_within_each_growing_quar
         # `uncorrected` is the aggregate model as predicted (the maps' mode); `dnn` the paper's.
         assert r2["aggregate-dnn"] == pytest.approx(r2["uncorrected"], abs=1e-3)
         assert r2["aggregate-dnn"] >= max(r2["dnn"], r2["trees"]) + 0.05, r2.to_dict()
-        assert r2["downscaled"] >= r2["coarse"] + 0.05, r2.to_dict()
+        assert r2["downscaled"] >= max(R2_FLOOR, r2["coarse"] + 0.05), r2.to_dict()
