@@ -51,7 +51,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, RunResult]:
     world = make_world("demo", root / "world", seed=0)
     spec_path = Path(__file__).resolve().parents[2] / "pipeline" / "demo.yaml"
     # The maps' mode only (pipeline/demo.yaml also trains the paper's way, for validation).
-    overrides = {"catalog.world": str(world), "output.store": str(root / "run"), "models.modes": ["aggregate"]}
+    overrides = {
+        "catalog.world": str(world),
+        "output.store": str(root / "run"),
+        "models.modes": ["aggregate"],
+    }
     spec = load_spec(spec_path, overrides=overrides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # e.g. MF's purity threshold relaxed
