@@ -26,11 +26,32 @@ from dask.callbacks import Callback
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["LOCAL_SCHEDULER", "compute"]
+__all__ = ["compute", "local_cluster"]
 
-LOCAL_SCHEDULER: dict[str, Any] = {"dashboard_address": "127.0.0.1:0"}
-"""``scheduler_kwargs`` of every local cluster: the scheduler's HTTP server (metrics, no dashboard) on a
-free loopback port. Left alone it takes port 8787 and, when another cluster holds that, warns and moves."""
+
+def local_cluster(
+    workers: int,
+    threads_per_worker: int,
+    *,
+    processes: bool = True,
+    memory_limit: str | float | None = "auto",
+) -> Any:  # noqa: ANN401 - a distributed.LocalCluster (imported lazily)
+    """A ``distributed.LocalCluster`` without a dashboard, its scheduler's HTTP server on a free port.
+
+    The scheduler's HTTP server (metrics) binds a free loopback port: left alone it takes 8787 and, when
+    another cluster holds that, warns and moves.
+    """
+    from distributed import LocalCluster
+
+    return LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=workers,
+        threads_per_worker=threads_per_worker,
+        memory_limit=memory_limit,
+        processes=processes,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    )
+
 
 Progress = Callable[[str], None]
 

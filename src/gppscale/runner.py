@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gppscale.compute import LOCAL_SCHEDULER
+from gppscale.compute import local_cluster
 from gppscale.config import ClusterSpec, RunSpec
 from gppscale.errors import GppscaleError
 from gppscale.io.freeze import FrozenSearch, load_frozen, search_run
@@ -83,7 +83,7 @@ def dask_client(
     Raises:
         GppscaleError: If the scheduler cannot be reached or versions differ.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if cluster.mode == "kubernetes":
         if spec is None:
@@ -107,13 +107,8 @@ def dask_client(
             yield client
         return
     with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=cluster.workers,
-            threads_per_worker=cluster.threads_per_worker,
-            memory_limit=cluster.memory_limit,
-            processes=True,
-            dashboard_address=None,
-            scheduler_kwargs=LOCAL_SCHEDULER,
+        local_cluster(
+            cluster.workers, cluster.threads_per_worker, memory_limit=cluster.memory_limit
         ) as local,
         Client(local) as client,  # type: ignore[no-untyped-call]
     ):
@@ -231,7 +226,7 @@ def _train_tasks(
 ) -> tuple[list[TrainTask | AggregateTask], list[str]]:
     """Every task of the spec, and the types that have no training cells (warned)."""
     from gppscale.io.models import task_fingerprint
-    from gppscale.io.samples import SAMPLES_JSON, read_samples
+    from gppscale.io.samples import SAMPLES_JSON, read_samples, recorded_coarse_grid
     from gppscale.stages.features import feature_names
     from gppscale.train import TREES, AggregateTask, TrainTask, type_data
 
@@ -255,7 +250,7 @@ def _train_tasks(
                 fp = task_fingerprint(described["sha256"], name, hyper.model_dump(mode="json"), features)
                 tasks.append(TrainTask(forest_type, target, kind, hyper, features, labels, data, fp))
     if "aggregate" in spec.models.modes:
-        coarse = _coarse_grid(described)
+        coarse = recorded_coarse_grid(described)
         hyper = spec.models.hyper_for_aggregate()
         for target in ("gpp", "npp"):
             for kind in spec.models.aggregate_kinds:
@@ -267,7 +262,6 @@ def _train_tasks(
                         kind,
                         hyper,
                         features,
-                        labels,
                         fp,
                         store.url,
                         plan.geobox,
@@ -278,15 +272,6 @@ def _train_tasks(
                     )
                 )
     return tasks, sorted(set(missing))
-
-
-def _coarse_grid(described: dict[str, Any]) -> Any:  # noqa: ANN401 - a GeoBox
-    """The coarse grid recorded in ``samples.json``."""
-    from affine import Affine
-    from odc.geo.geobox import GeoBox
-
-    grid = described["coarse_grid"]
-    return GeoBox(tuple(grid["shape"]), Affine(*grid["transform"]), grid["crs"])
 
 
 def run_train(spec: RunSpec, *, client: Client | None = None, progress: Progress = _quiet) -> TrainResult:
@@ -342,13 +327,13 @@ def _predict_inputs(spec: RunSpec, store: RunStore) -> tuple[Any, ...]:
     """Cube, selection, predictors, coarse grid and sample table of a trained run."""
     from gppscale.io.models import maps_selection, read_record, read_selection, record_name
     from gppscale.io.regions import open_complete
-    from gppscale.io.samples import SAMPLES_JSON, read_samples
+    from gppscale.io.samples import SAMPLES_JSON, read_samples, recorded_coarse_grid
 
     cube = open_complete(store, CUBE_REL, what="the predictor cube", fix="run `gppscale cube SPEC` first")
     mode = spec.models.modes[0]
     selection = maps_selection(read_selection(store), mode, spec.forest_types.modelled)
     described = store.read_json(SAMPLES_JSON)
-    coarse = _coarse_grid(described)
+    coarse = recorded_coarse_grid(described)
     names = {
         record_name(mode, t, target, kind) for t, kinds in selection.items() for target, kind in kinds.items()
     }

@@ -120,7 +120,6 @@ class AggregateTask:
     kind: str
     hyper: HyperParams
     features: tuple[str, ...]
-    quarters: tuple[str, ...]
     fingerprint: str
     store_url: str
     fine: Any  # GeoBox
@@ -129,6 +128,11 @@ class AggregateTask:
     quarter_list: tuple[Any, ...]  # Quarter
     samples_sha256: str
     forest_type: str = AGGREGATE
+
+    @property
+    def quarters(self) -> tuple[str, ...]:
+        """The quarters' labels, in time order."""
+        return tuple(q.label for q in self.quarter_list)
 
     @property
     def name(self) -> str:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import xarray as xr
 
-from gppscale.compute import LOCAL_SCHEDULER
+from gppscale.compute import local_cluster
 from gppscale.config import RunSpec, parse_spec
 from gppscale.errors import DataWarning, NoDataError
 from gppscale.io.cube import build_cube
@@ -243,19 +243,13 @@ def _checksums(store: RunStore) -> dict[str, Any]:
 def test_s3_store_on_a_multiprocess_cluster_gives_the_same_cube(
     local_run: tuple[RunSpec, xr.Dataset], small_world: Path, s3_bucket: str
 ) -> None:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     spec, local_cube = local_run
     s3_spec = small_spec(small_world, f"{s3_bucket}/run")
     run_search(s3_spec)
     with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            scheduler_kwargs=LOCAL_SCHEDULER,
-        ) as cluster,
+        local_cluster(2, 1) as cluster,
         Client(cluster) as client,
     ):
         result = run_cube(s3_spec, client=client)

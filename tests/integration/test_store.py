@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from dask.base import collections_to_expr
 
-from gppscale.compute import LOCAL_SCHEDULER
+from gppscale.compute import local_cluster
 from gppscale.errors import StoreError
 from gppscale.io.regions import (
     create_template,
@@ -125,7 +125,7 @@ def _graph_bytes(tasks: list) -> bytes:
 
 
 def test_worker_processes_write_to_s3_without_secrets_in_the_graph(s3_bucket: str, tmp_path: Path) -> None:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     store = RunStore(f"{s3_bucket}/run")
     src = lazy_cube(ny=200, nx=200)
@@ -141,13 +141,7 @@ def test_worker_processes_write_to_s3_without_secrets_in_the_graph(s3_bucket: st
 
     seen: list[tuple[int, int]] = []
     with (
-        LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            dashboard_address=None,
-            scheduler_kwargs=LOCAL_SCHEDULER,
-        ) as cluster,
+        local_cluster(2, 1) as cluster,
         Client(cluster) as client,
     ):
         with pytest.raises(RuntimeError, match="injected failure") as info:

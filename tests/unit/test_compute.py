@@ -8,10 +8,10 @@ import time
 import dask.array as da
 import numpy as np
 from dask.delayed import delayed
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import gppscale.compute as compute_mod
-from gppscale.compute import LOCAL_SCHEDULER, compute
+from gppscale.compute import compute, local_cluster
 
 
 def test_doctests() -> None:
@@ -37,13 +37,7 @@ def test_distributed_client_gives_the_same_values_and_reports() -> None:
     x = da.arange(100, chunks=10)
     lines: list[str] = []
     with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=2,
-            processes=False,
-            dashboard_address=None,
-            scheduler_kwargs=LOCAL_SCHEDULER,
-        ) as cluster,
+        local_cluster(1, 2, processes=False) as cluster,
         Client(cluster) as client,
     ):
         slow = delayed(_slow)(5)

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 from affine import Affine
-from distributed import Client, LocalCluster
+from distributed import Client
 from odc.geo.geobox import GeoBox
 
-from gppscale.compute import LOCAL_SCHEDULER
+from gppscale.compute import local_cluster
 from gppscale.io.predict import _scaled, mass_factors
 from gppscale.stages.quarters import Quarter
 
@@ -69,13 +69,7 @@ def test_factors_bring_each_covered_cell_to_its_coarse_value() -> None:
 
 def test_factors_on_a_distributed_cluster_equal_the_local_ones() -> None:
     with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=False,
-            dashboard_address=None,
-            scheduler_kwargs=LOCAL_SCHEDULER,
-        ) as cluster,
+        local_cluster(2, 1, processes=False) as cluster,
         Client(cluster) as client,
     ):
         remote, _ = _factors(client)

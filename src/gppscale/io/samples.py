@@ -60,6 +60,7 @@ __all__ = [
     "feature_columns",
     "flags_fingerprint",
     "read_samples",
+    "recorded_coarse_grid",
     "write_samples",
 ]
 
@@ -328,3 +329,11 @@ def _result(
         tuple(PurityReport(**r) for r in reports),
         status,
     )
+
+
+def recorded_coarse_grid(described: Mapping[str, Any]) -> GeoBox:
+    """The coarse grid recorded in ``samples.json`` (the dict :data:`SAMPLES_JSON` holds)."""
+    from affine import Affine
+
+    grid = described["coarse_grid"]
+    return GeoBox(tuple(grid["shape"]), Affine(*grid["transform"]), grid["crs"])

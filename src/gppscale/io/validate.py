@@ -30,14 +30,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import xarray as xr
-from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from gppscale.config import RunSpec
 from gppscale.errors import SpecError
 from gppscale.io.bags import cube_at_pixels
-from gppscale.io.predict import OUTPUT_REL
-from gppscale.io.samples import SAMPLES_JSON, read_samples
+from gppscale.io.predict import OUTPUT_REL, TARGETS
+from gppscale.io.samples import SAMPLES_JSON, read_samples, recorded_coarse_grid
 from gppscale.io.store import RunStore
 from gppscale.plan import RunPlan
 from gppscale.stages.aggregate import pixel_cells
@@ -58,7 +57,6 @@ __all__ = [
     "TARGETS",
     "PixelSample",
     "Validation",
-    "ValidationTables",
     "consistency_table",
     "model_predictions",
     "pixel_sample",
@@ -72,25 +70,8 @@ __all__ = [
     "write_validation",
 ]
 
-TARGETS = ("gpp", "npp")
 Progress = Callable[[str], None]
 F32 = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class ValidationTables:
-    """The validation's tables, by name (``truth``, ``reference``, ``plots``, ``consistency``)."""
-
-    tables: dict[str, pd.DataFrame]
-
-    def metrics(self) -> dict[str, Any]:
-        """JSON-ready records of every table."""
-        return {name: json.loads(t.to_json(orient="records")) for name, t in self.tables.items()}
-
-
-def _coarse_grid(store: RunStore) -> GeoBox:
-    grid = store.read_json(SAMPLES_JSON)["coarse_grid"]
-    return GeoBox(tuple(grid["shape"]), Affine(*grid["transform"]), grid["crs"])
 
 
 def _map_sources(
@@ -187,6 +168,7 @@ def pixel_sample(
     store: RunStore,
     out: xr.Dataset,
     table: pd.DataFrame,
+    coarse: GeoBox,
     modelled: Sequence[str],
     *,
     max_per_type: int,
@@ -198,7 +180,6 @@ def pixel_sample(
     ids = {name: FOREST_TYPE_IDS[name] for name in modelled}
     index = sample_pixels(types, forest, ids, max_per_type, seed=spec.split.seed)
     sample = PixelSample(index, types.reshape(-1)[index].astype(np.uint8), {})
-    coarse = _coarse_grid(store)
     models = model_predictions(spec, plan, store, table, index, sample.types, modelled, progress)
     for target in TARGETS:
         maps = {k: sample.of(v) for k, v in _map_sources(out, table, plan, coarse, target).items()}
@@ -346,6 +327,12 @@ class Validation:
     observed: dict[str, dict[str, F32]]
     sample: PixelSample | None
     modelled: Sequence[str]
+    table: pd.DataFrame
+    coarse: GeoBox
+
+    def metrics(self) -> dict[str, Any]:
+        """JSON-ready records of every table (``validation/metrics.json``)."""
+        return {name: json.loads(t.to_json(orient="records")) for name, t in self.tables.items()}
 
 
 def validation_tables(
@@ -361,6 +348,7 @@ def validation_tables(
     say = progress or (lambda _m: None)
     out = xr.open_zarr(store.zarr_store(OUTPUT_REL, read_only=True), consolidated=False).load()
     table = read_samples(store)
+    coarse = recorded_coarse_grid(store.read_json(SAMPLES_JSON))
     modelled = [
         t for t in spec.forest_types.modelled if (out["forest_type"].values == FOREST_TYPE_IDS[t]).any()
     ]
@@ -375,7 +363,9 @@ def validation_tables(
     sample = None
     if observed and modelled:
         per_type = spec.validation.pixels_per_type
-        sample = pixel_sample(spec, plan, store, out, table, modelled, max_per_type=per_type, progress=say)
+        sample = pixel_sample(
+            spec, plan, store, out, table, coarse, modelled, max_per_type=per_type, progress=say
+        )
         for name, maps in observed.items():
             say(f"validate: against the {name}")
             tables[name] = validate_maps(sample, maps, plan, modelled, n_boot=n_boot)
@@ -386,7 +376,7 @@ def validation_tables(
         say("validate: against the flux towers")
         tables["towers"] = tower_scores(spec.validation.towers_sites, out, plan, n_boot=n_boot)
     kept = {k: v for k, v in tables.items() if not v.empty}
-    return Validation(kept, out, observed, sample, modelled)
+    return Validation(kept, out, observed, sample, modelled, table, coarse)
 
 
 def tower_scores(
@@ -452,16 +442,14 @@ def _type_means(
     return pd.DataFrame(rows)
 
 
-def validation_figures(
-    result: Validation, table: pd.DataFrame, plan: RunPlan, coarse: GeoBox
-) -> dict[str, bytes]:
+def validation_figures(result: Validation, plan: RunPlan) -> dict[str, bytes]:
     """PNG figures: coarse vs 30 m maps, a scatter per source and comparison, quarterly series per type."""
     from gppscale.io.report import maps_figure, scatter_figure, timeseries_figure
 
     out = result.out
     i = _growing_quarter(plan)
     label = plan.quarters[i].label
-    maps = _map_sources(out, table, plan, coarse, "gpp")
+    maps = _map_sources(out, result.table, plan, result.coarse, "gpp")
     figures = {
         f"maps_gpp_{label}": maps_figure(
             maps["coarse"][i],
@@ -549,8 +537,8 @@ def write_validation(
     say = progress or (lambda _m: None)
     result = validation_tables(spec, plan, store, items_by_role, n_boot=n_boot, progress=say)
     tables = dict(result.tables)
-    figures = validation_figures(result, read_samples(store), plan, _coarse_grid(store))
-    store.write_json("validation/metrics.json", json_safe(ValidationTables(tables).metrics()))
+    figures = validation_figures(result, plan)
+    store.write_json("validation/metrics.json", json_safe(result.metrics()))
     written = write_report(
         store,
         title=f"gppscale validation: {spec.name}",
