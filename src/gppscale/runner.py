@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -277,6 +277,7 @@ def _train_tasks(
 def run_train(spec: RunSpec, *, client: Client | None = None, progress: Progress = _quiet) -> TrainResult:
     """Stage 5: train every model kind and the tree baseline per forest type and target; select models.
 
+    Then the other members of each selected model's deep ensemble (``models.ensemble``) are trained.
     Finished tasks (a record with the same fingerprint) are reused, so a stopped run continues.
 
     Raises:
@@ -286,12 +287,20 @@ def run_train(spec: RunSpec, *, client: Client | None = None, progress: Progress
     import warnings
 
     from gppscale.errors import DataWarning, NoDataError
-    from gppscale.io.models import TRAIN_DIR, read_record, write_outcome, write_summary
+    from gppscale.io.models import (
+        TRAIN_DIR,
+        maps_selection,
+        read_record,
+        write_intervals,
+        write_outcome,
+        write_summary,
+    )
     from gppscale.train import run_tasks
 
     store = RunStore(spec.output.store)
     store.check_writable()
-    tasks, missing = _train_tasks(spec, store, plan_run(spec))
+    plan = plan_run(spec)
+    tasks, missing = _train_tasks(spec, store, plan)
     if missing:
         warnings.warn(
             f"no pure training cells for {', '.join(missing)}: no model is trained for them (see the purity "
@@ -304,13 +313,51 @@ def run_train(spec: RunSpec, *, client: Client | None = None, progress: Progress
             f"no forest type of {list(spec.forest_types.modelled)} has pure training cells; nothing to "
             "train. Check the purity settings and the forest-type map over the area"
         )
-    records = {t.name: read_record(store, t.name) for t in tasks}
-    todo = [t for t in tasks if (records[t.name] or {}).get("fingerprint") != t.fingerprint]
-    progress(f"train: {len(tasks)} tasks ({len(tasks) - len(todo)} already done)")
-    for outcome in run_tasks(todo, client, on_done=lambda o: write_outcome(store, o), progress=progress):
-        records[outcome.name] = read_record(store, outcome.name)
-    rows, selection = write_summary(store, [r for r in records.values() if r is not None], spec.models.select)
-    return TrainResult(store.join(TRAIN_DIR), rows, selection, len(todo), len(tasks) - len(todo))
+
+    def run_missing(tasks: Sequence[TrainTask | AggregateTask], what: str) -> int:
+        """Run the tasks without a record of their fingerprint; how many ran."""
+        records = {t.name: read_record(store, t.name) for t in tasks}
+        todo = [t for t in tasks if (records[t.name] or {}).get("fingerprint") != t.fingerprint]
+        progress(f"train: {len(tasks)} {what} ({len(tasks) - len(todo)} already done)")
+        run_tasks(todo, client, on_done=lambda o: write_outcome(store, o), progress=progress)
+        return len(todo)
+
+    trained = run_missing(tasks, "tasks")
+    records = [r for r in (read_record(store, t.name) for t in tasks) if r is not None]
+    rows, selection = write_summary(store, records, spec.models.select)
+    members = _member_tasks(spec, tasks, selection)
+    if members:
+        trained += run_missing(members, f"ensemble members ({spec.models.ensemble} per selected model)")
+    mode = spec.models.modes[0]
+    maps = maps_selection(selection, mode, spec.forest_types.modelled)
+    labels = [q.label for q in plan.quarters]
+    write_intervals(store, mode, maps, spec.models.ensemble, labels)
+    done = len(tasks) + len(members) - trained
+    return TrainResult(store.join(TRAIN_DIR), rows, selection, trained, done)
+
+
+def _member_tasks(
+    spec: RunSpec, tasks: Sequence[TrainTask | AggregateTask], selection: Mapping[str, Mapping[str, str]]
+) -> list[TrainTask | AggregateTask]:
+    """Members 1 ... ``models.ensemble - 1`` of each model that makes the maps (the first mode's choice)."""
+    from gppscale.io.models import maps_selection, task_fingerprint
+    from gppscale.train import as_member
+
+    mode = spec.models.modes[0]
+    wanted = {
+        (forest_type if mode == "paper" else "aggregate", target, kind)
+        for forest_type, kinds in maps_selection(selection, mode, spec.forest_types.modelled).items()
+        for target, kind in kinds.items()
+    }
+    members: list[TrainTask | AggregateTask] = []
+    for task in tasks:
+        if (task.forest_type, task.target, task.kind) not in wanted:
+            continue
+        for k in range(1, spec.models.ensemble):
+            seed = task.hyper.seed + k
+            fp = task_fingerprint(task.fingerprint, f"member{k}", {"seed": seed}, task.features)
+            members.append(as_member(task, k, fp))
+    return members
 
 
 @dataclass(frozen=True)
@@ -328,6 +375,7 @@ def _predict_inputs(spec: RunSpec, store: RunStore) -> tuple[Any, ...]:
     from gppscale.io.models import maps_selection, read_record, read_selection, record_name
     from gppscale.io.regions import open_complete
     from gppscale.io.samples import SAMPLES_JSON, read_samples, recorded_coarse_grid
+    from gppscale.train import member_name
 
     cube = open_complete(store, CUBE_REL, what="the predictor cube", fix="run `gppscale cube SPEC` first")
     mode = spec.models.modes[0]
@@ -335,7 +383,10 @@ def _predict_inputs(spec: RunSpec, store: RunStore) -> tuple[Any, ...]:
     described = store.read_json(SAMPLES_JSON)
     coarse = recorded_coarse_grid(described)
     names = {
-        record_name(mode, t, target, kind) for t, kinds in selection.items() for target, kind in kinds.items()
+        member_name(record_name(mode, t, target, kind), member)
+        for t, kinds in selection.items()
+        for target, kind in kinds.items()
+        for member in range(spec.models.ensemble)
     }
     checkpoints = {
         name: (read_record(store, name) or {}).get("meta", {}).get("sha256") for name in sorted(names)
@@ -352,7 +403,7 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
     import hashlib
     import json
 
-    from gppscale.io.models import json_safe
+    from gppscale.io.models import interval_errors, json_safe
     from gppscale.io.predict import (
         OUTPUT_REL,
         RAW_REL,
@@ -391,6 +442,7 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
         quarters=plan.quarters,
         fingerprint=raw_fp,
         batch_px=spec.predict.batch_px,
+        members=spec.models.ensemble,
     )
     progress(f"predict: 30 m maps of {sorted(selection)} with the selected models")
     write = partial(_write_zarr, store, chunk=chunk, fills=fills, client=client, progress=progress)
@@ -409,7 +461,12 @@ def run_predict(spec: RunSpec, *, client: Client | None = None, progress: Progre
             client=client,
             progress=progress,
         )
-    out = output_dataset(raw_stored, factors, plan.geobox, coarse, plan.quarters, cube.spatial_ref)
+    labels = [q.label for q in plan.quarters]
+    mode = spec.models.modes[0]
+    errors = interval_errors(store, mode, selection, labels, corrected=factors is not None)
+    out = output_dataset(
+        raw_stored, factors, plan.geobox, coarse, plan.quarters, cube.spatial_ref, errors=errors
+    )
     out_fp = output_fingerprint(raw_fp, factors)
     summary = write(out, OUTPUT_REL, out_fp, overwrite=spec.output.overwrite, what="output regions written")
     final = open_complete(store, OUTPUT_REL, what="the 30 m output")

@@ -33,7 +33,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from gppscale.config import HyperParams, SplitSpec
 from gppscale.stages.features import table_to_sequences
 from gppscale.stages.metrics import scores, scores_by_quarter, within_quarter_r2
 from gppscale.stages.purity import blocked_split
+from gppscale.stages.uncertainty import block_ids
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -57,8 +58,10 @@ __all__ = [
     "TrainTask",
     "TreeModel",
     "TypeData",
+    "as_member",
     "fit_trees",
     "gpu_workers",
+    "member_name",
     "run_aggregate_task",
     "run_task",
     "run_tasks",
@@ -88,6 +91,8 @@ class TypeData:
     val_mask: npt.NDArray[np.bool_] | None
     x_test: F32
     y_test: F32
+    test_blocks: npt.NDArray[np.int64] | None = None
+    """Block id of each test cell (:func:`gppscale.stages.uncertainty.block_ids`), for the interval."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,12 @@ class TrainTask:
     quarters: tuple[str, ...]
     data: TypeData
     fingerprint: str
+    member: int = 0
 
     @property
     def name(self) -> str:
-        """``<type>/<target>/<kind>``, also the task's place in the run store."""
-        return f"{self.forest_type}/{self.target}/{self.kind}"
+        """``<type>/<target>/<kind>`` (``.../member<k>`` for ensemble members), its place in the store."""
+        return member_name(f"{self.forest_type}/{self.target}/{self.kind}", self.member)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ class AggregateTask:
     quarter_list: tuple[Any, ...]  # Quarter
     samples_sha256: str
     forest_type: str = AGGREGATE
+    member: int = 0
 
     @property
     def quarters(self) -> tuple[str, ...]:
@@ -136,8 +143,8 @@ class AggregateTask:
 
     @property
     def name(self) -> str:
-        """``aggregate/<target>/<kind>``, also the task's place in the run store."""
-        return f"{AGGREGATE}/{self.target}/{self.kind}"
+        """``aggregate/<target>/<kind>`` (``.../member<k>`` for members), its place in the run store."""
+        return member_name(f"{AGGREGATE}/{self.target}/{self.kind}", self.member)
 
 
 @dataclass(frozen=True)
@@ -154,11 +161,41 @@ class TaskOutcome:
     worker: str = "local"
     device: str = "cpu"
     seconds: float = 0.0
+    member: int = 0
+    held_out: dict[str, Any] | None = None
+    """The test cells' predictions ``(cells, T)``, labels and block ids (deep models; see
+    :func:`gppscale.io.models.write_intervals`)."""
 
     @property
     def name(self) -> str:
-        """``<type>/<target>/<kind>``."""
-        return f"{self.forest_type}/{self.target}/{self.kind}"
+        """``<type>/<target>/<kind>`` (``.../member<k>`` for ensemble members)."""
+        return member_name(f"{self.forest_type}/{self.target}/{self.kind}", self.member)
+
+
+def member_name(name: str, member: int) -> str:
+    """The store name of ensemble member ``member`` of the model ``name`` (member 0 is the model itself).
+
+    Example:
+        >>> member_name("DNF/gpp/rnn", 0), member_name("aggregate/gpp/rnn", 2)
+        ('DNF/gpp/rnn', 'aggregate/gpp/rnn/member2')
+    """
+    return name if member == 0 else f"{name}/member{member}"
+
+
+def as_member(task: TrainTask | AggregateTask, member: int, fingerprint: str) -> TrainTask | AggregateTask:
+    """Ensemble member ``member`` of ``task``: the same task with the seed ``hyper.seed + member``.
+
+    Example:
+        >>> from gppscale.config import HyperParams
+        >>> data = TypeData("DNF", np.zeros((1, 1, 1), np.float32), np.zeros((1, 1), np.float32),
+        ...                 None, np.zeros((0, 1, 1), np.float32), np.zeros((0, 1), np.float32))
+        >>> task = TrainTask("DNF", "gpp", "dnn", HyperParams(seed=3), ("a",), ("2021Q2",), data, "f")
+        >>> second = as_member(task, 2, "g")
+        >>> second.name, second.hyper.seed, second.fingerprint
+        ('DNF/gpp/dnn/member2', 5, 'g')
+    """
+    hyper = task.hyper.model_copy(update={"seed": task.hyper.seed + member})
+    return replace(task, member=member, hyper=hyper, fingerprint=fingerprint)
 
 
 def _validation_mask(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], split: SplitSpec) -> Any:  # noqa: ANN401
@@ -192,7 +229,9 @@ def type_data(
         return None
     first = pure[~pure.test].drop_duplicates("cell").set_index("cell").loc[cells_tr]
     val = _validation_mask(first.row.to_numpy(np.int64), first.col.to_numpy(np.int64), split)
-    return TypeData(forest_type, x_tr, y_tr, val, parts["test"][0], parts["test"][1])
+    tested = pure[pure.test].drop_duplicates("cell").set_index("cell").loc[parts["test"][2]]
+    blocks = block_ids(tested.row.to_numpy(np.int64), tested.col.to_numpy(np.int64))
+    return TypeData(forest_type, x_tr, y_tr, val, parts["test"][0], parts["test"][1], blocks)
 
 
 def _score(task: TrainTask, prediction: F32) -> dict[str, Any]:
@@ -209,6 +248,15 @@ def _test_scores(prediction: F32, y: F32, quarters: Sequence[str], n_train: int)
         "by_quarter": scores_by_quarter(prediction, y, quarters) if y.size else {},
         "n_train_cells": int(n_train),
         "n_test_cells": int(y.shape[0]),
+    }
+
+
+def _held_out(prediction: F32, y: F32, blocks: npt.NDArray[np.int64] | None) -> dict[str, Any]:
+    """The test cells' predictions, labels and blocks, kept in the record for the ensemble's interval."""
+    return {
+        "prediction": np.asarray(prediction, np.float64).tolist(),
+        "labels": np.asarray(y, np.float64).tolist(),
+        "blocks": [] if blocks is None else np.asarray(blocks).tolist(),
     }
 
 
@@ -284,7 +332,8 @@ def run_task(task: TrainTask | AggregateTask) -> TaskOutcome:
     d = task.data
     fit = fit_model(task.kind, d.x_train, d.y_train, task.hyper, val_mask=d.val_mask, device=device)
     prediction = predict(fit.model, d.x_test) if d.x_test.shape[0] else d.y_test
-    return _deep_outcome(task, fit, _score(task, prediction), task.features, device, start)
+    held_out = _held_out(prediction, d.y_test, d.test_blocks)
+    return _deep_outcome(task, fit, _score(task, prediction), task.features, device, start, held_out)
 
 
 def _deep_outcome(
@@ -294,6 +343,7 @@ def _deep_outcome(
     features: Sequence[str],
     device: str,
     start: float,
+    held_out: dict[str, Any],
     **about: Any,  # noqa: ANN401 - more checkpoint metadata
 ) -> TaskOutcome:
     """The outcome of a trained deep model: scores, training summary, weights and checkpoint metadata."""
@@ -314,6 +364,8 @@ def _deep_outcome(
         "fingerprint": task.fingerprint,
         "metrics": metrics,
         "device": device,
+        "member": task.member,
+        "seed": task.hyper.seed,
         **about,
     }
     weights, checkpoint = to_bytes(fit.model, meta)
@@ -328,6 +380,8 @@ def _deep_outcome(
         _worker_address(),
         device,
         time.perf_counter() - start,
+        task.member,
+        held_out,
     )
 
 
@@ -389,13 +443,16 @@ def run_aggregate_task(task: AggregateTask) -> TaskOutcome:
     fit = fit_aggregate(task.kind, _cells(bags, ~test), hyper, device=device)
     held_out = _cells(bags, test)
     prediction = aggregate_predictions(fit.model, held_out, device=device)
+    width = int(task.coarse.shape.x)
+    blocks = block_ids(found.cells[test] // width, found.cells[test] % width)
     scores = {
         **_test_scores(prediction, held_out.labels, task.quarters, int((~test).sum())),
         "n_pixels": int(bags.x.shape[0]),
     }
     features = [*task.features, *(f"class_{name}" for name in CLASS_NAMES)]
+    kept = _held_out(prediction, held_out.labels, blocks)
     return _deep_outcome(
-        task, fit, scores, features, device, start, mode=AGGREGATE, n_classes=int(bags.n_classes)
+        task, fit, scores, features, device, start, kept, mode=AGGREGATE, n_classes=int(bags.n_classes)
     )
 
 

@@ -13,8 +13,10 @@ import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from gppscale.config import RunSpec, parse_spec
 from gppscale.errors import DataWarning
@@ -77,7 +79,54 @@ def test_aggregate_beats_the_paper_models_and_the_trees_within_each_growing_quar
     rows = truth[(truth.target == "gpp") & (truth.forest_type == "all")].set_index(["source", "quarter"])
     for quarter in ("2021Q2", "2021Q3"):
         r2 = rows.xs(quarter, level="quarter").r2
-        # `uncorrected` is the aggregate model as predicted (the maps' mode); `dnn` the paper's.
-        assert r2["aggregate-dnn"] == pytest.approx(r2["uncorrected"], abs=1e-3)
+        # `uncorrected` is the aggregate ensemble's mean as predicted (the maps' mode), `aggregate-dnn`
+        # its first member alone; `dnn` is the paper's DNN.
         assert r2["aggregate-dnn"] >= max(r2["dnn"], r2["trees"]) + 0.05, r2.to_dict()
+        assert r2["uncorrected"] >= max(r2["dnn"], r2["trees"]) + 0.05, r2.to_dict()
         assert r2["downscaled"] >= max(R2_FLOOR, r2["coarse"] + 0.05), r2.to_dict()
+
+
+def test_the_ensemble_interval_covers_the_truth(aggregate_run: RunSpec) -> None:
+    """Members are stored, the maps carry std and a 90 % interval, and it holds 80-95 % of the truth."""
+    store = Path(aggregate_run.output.store)
+    n = aggregate_run.models.ensemble
+    assert n > 1
+    seeds = {
+        json.loads((store / "train" / "aggregate" / "gpp" / name).read_text())["meta"]["seed"]
+        for name in ["dnn.json", *(f"dnn/member{k}.json" for k in range(1, n))]
+    }
+    assert len(seeds) == n  # every member its own seed
+    out = xr.open_zarr(store / "gpp.zarr", consolidated=False)
+    for target in ("gpp", "npp"):
+        mean, std = out[target].values, out[f"{target}_std"].values
+        lower, upper = out[f"{target}_lower"].values, out[f"{target}_upper"].values
+        forest = np.isfinite(mean)
+        assert np.array_equal(forest, np.isfinite(std)) and (std[forest] >= 0).all()
+        assert (lower[forest] >= 0).all() and (lower[forest] <= mean[forest]).all()
+        assert (upper[forest] >= mean[forest]).all() and (upper[forest] > lower[forest]).mean() > 0.99
+    coverage = pd.read_csv(store / "validation" / "coverage_truth.csv")
+    growing = coverage[
+        (coverage.target == "gpp")
+        & (coverage.forest_type == "all")
+        & coverage.quarter.isin(["2021Q2", "2021Q3"])
+    ]
+    assert len(growing) == 2 and growing.n.min() > 1000
+    # Measured 0.93 and 0.97 when written (0.84-0.86 on the demo world): the error scale comes from only
+    # ~70 held-out cells here, and errs on the wide side.
+    assert growing.coverage.between(0.80, 0.98).all(), growing.to_dict("records")
+    towers = pd.read_csv(store / "validation" / "towers.csv")
+    assert "in_interval" in towers and towers.interval_coverage.notna().iloc[-1]
+    intervals = json.loads((store / "train" / "intervals.json").read_text())
+    assert set(intervals) == {"aggregate/gpp/dnn", "aggregate/npp/dnn"}
+    assert 0 < intervals["aggregate/gpp/dnn"]["interval_error"]["2021Q3"] < 1
+
+
+def test_validation_shows_both_modes_side_by_side(aggregate_run: RunSpec) -> None:
+    modes = pd.read_csv(Path(aggregate_run.output.store) / "validation" / "modes.csv")
+    q3 = modes[(modes.target == "gpp") & (modes.quarter == "2021Q3")].set_index("source")
+    assert set(q3["mode"]) == {"maps", "aggregate", "paper", "baseline"}
+    # Each model's own cell means against the coarse values on the held-out cells (its consistency
+    # before mass preservation), for the aggregate model and the paper's DNN pooled over types.
+    assert q3.loc[["aggregate-dnn", "dnn", "trees"], "held_out_coarse_rmse"].notna().all()
+    consistency = pd.read_csv(Path(aggregate_run.output.store) / "validation" / "consistency.csv")
+    assert (consistency.median_rel_error.dropna() < 1e-3).all()  # the maps: mass-preserved

@@ -25,7 +25,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def predicted(small_samples: tuple[RunSpec, SamplesResult]) -> tuple[RunSpec, PredictResult]:
+    """The small world trained (one model per type and target, no ensemble) and predicted.
+
+    Ensembles and their intervals are checked in ``test_aggregate.py``.
+    """
     spec, _ = small_samples
+    raw = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["models"]["ensemble"] = 1
+    spec = parse_spec(raw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         run_train(spec)

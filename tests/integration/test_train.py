@@ -165,8 +165,10 @@ def test_rerun_reuses_and_a_tampered_checkpoint_is_refused(
         load_model(RunStore(str(store_dir)), forest_type, "gpp", kind)
     with pytest.raises(StoreError, match="no trained trees model"):
         load_model(RunStore(str(store_dir)), forest_type, "gpp", TREES)
-    # Other hyper-parameters for one type retrain only that type's tasks.
+    # Other hyper-parameters for one type retrain only that type's tasks and its ensemble members.
     raw["models"]["hyper"][forest_type] = {"epochs": 5}
     again = _train(parse_spec(raw))
-    assert again.trained == 2 * len(spec.models.kinds) + 2 and again.reused == len(first.rows) - again.trained
+    members = 2 * (spec.models.ensemble - 1)  # per type: the selected kind of each target
+    assert again.trained == 2 * len(spec.models.kinds) + 2 + members
+    assert again.trained + again.reused == len(first.rows) + members * len(first.selection)
     assert copy.output.store == str(store_dir)

@@ -326,6 +326,9 @@ def _stats_inputs(seed: int, fine: GeoBox) -> xr.Dataset:
     )
 
 
+TYPE_NAMES = ("non_forest", "ENF", "DBF", "MF", "DNF", "EBF")
+
+
 def _stats_reference(ds: xr.Dataset, w: np.ndarray, coarse: GeoBox) -> dict[str, np.ndarray]:
     grid = (-1, *coarse.shape)
     out = {}
@@ -347,7 +350,7 @@ def _stats_reference(ds: xr.Dataset, w: np.ndarray, coarse: GeoBox) -> dict[str,
         if t <= 5:
             per_type[t] += w[:, p]
     n_typed = per_type.sum(axis=0)
-    for i, name in enumerate(["non_forest", "ENF", "DBF", "MF", "DNF", "EBF"]):
+    for i, name in enumerate(TYPE_NAMES):
         out[f"frac_{name}"] = _ratio(per_type[i], n_typed).reshape(coarse.shape)
     out["n_typed"] = n_typed.reshape(coarse.shape)
     out["forest_type_majority"] = np.where(n_typed > 0, per_type.argmax(axis=0), 255).reshape(coarse.shape)
@@ -377,9 +380,12 @@ def test_aggregate_stats_equals_numpy_reference(
         got = out[name].values
         assert got.shape == want.shape, name
         if name == "forest_type_majority":
-            # argmax ties between equal weights could differ by rounding; none of the data ties exactly.
+            # Two types with (near) equal weight in a cell may be ordered either way by rounding: only
+            # cells with a clear majority are compared.
             assert got.dtype == np.uint8
-            np.testing.assert_array_equal(got, want, err_msg=name)
+            fracs = np.sort(np.nan_to_num(np.stack([expected[f"frac_{t}"] for t in TYPE_NAMES])), axis=0)
+            clear = fracs[-1] - fracs[-2] > 1e-6
+            np.testing.assert_array_equal(got[clear], want[clear], err_msg=name)
         else:
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6, equal_nan=True, err_msg=name)
     assert out.ndvi.dims == ("time", "cy", "cx") and out.dem.dims == ("cy", "cx")

@@ -729,6 +729,11 @@ class ModelsSpec(_Block):
     epoch costs far more than in the 'paper' mode; all four kinds work)."""
     select: Literal["auto", "dnn", "cnn", "bpnn", "rnn"] = "auto"
     """Model used for prediction: 'auto' takes the best test score per forest type."""
+    ensemble: int = Field(5, ge=1, le=20)
+    """Members of the deep ensemble that makes the maps: the selected model of each forest type and
+    target (of the first mode) is trained again with seeds seed+1 ... seed+ensemble-1; the maps are the
+    members' mean, with their standard deviation and a 90 % interval beside them. 1: one model, no
+    uncertainty layers."""
     hyper: HyperSpec = Field(default_factory=HyperSpec)
     """Training hyper-parameters."""
 

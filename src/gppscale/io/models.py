@@ -9,6 +9,11 @@ Layout under ``<store>/train/``:
 * ``metrics.json`` and ``metrics.csv``: one row per type, target and model with R², RMSE, MD, N on the
   test cells (pooled and the mean of per-quarter R²);
 * ``selection.json``: the model used for each type and target;
+* ``<type>/<target>/<kind>/member<k>.*``: the other members (k = 1 ... ``models.ensemble`` - 1) of the
+  selected models' deep ensembles, trained with seeds ``seed + k``; they are left out of the selection
+  and the metrics tables;
+* ``intervals.json``: the held-out relative errors of the maps models' ensemble means
+  (:func:`write_intervals`);
 * ``aggregate/<target>/<kind>.*``: the ``aggregate``-mode models, one per target and kind for every
   forest type (class-conditioned; :func:`load_type_model` gives a forest type's view of one).
 
@@ -29,15 +34,20 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
+
 from gppscale.errors import CheckpointError, StoreError
 from gppscale.io.store import RunStore
-from gppscale.train import AGGREGATE, TREES, TaskOutcome
+from gppscale.train import AGGREGATE, TREES, TaskOutcome, member_name
 
 if TYPE_CHECKING:
     from gppscale.models import Regressor
 
 __all__ = [
+    "INTERVALS",
     "TRAIN_DIR",
+    "interval_errors",
     "json_safe",
     "load_model",
     "load_type_model",
@@ -48,6 +58,7 @@ __all__ = [
     "record_name",
     "select_models",
     "task_fingerprint",
+    "write_intervals",
     "write_outcome",
     "write_summary",
 ]
@@ -104,6 +115,8 @@ def write_outcome(store: RunStore, outcome: TaskOutcome) -> None:
         "worker": outcome.worker,
         "device": outcome.device,
         "seconds": round(outcome.seconds, 3),
+        "member": outcome.member,
+        **({"held_out": outcome.held_out} if outcome.held_out is not None else {}),
     }
     store.write_json(_rel(outcome.name, "json"), json_safe(record))
 
@@ -117,8 +130,8 @@ def read_record(store: RunStore, name: str) -> Record | None:
     return record
 
 
-def load_model(store: RunStore, forest_type: str, target: str, kind: str) -> Regressor:
-    """The trained model of a type, target and kind, checked against its record (never unpickled).
+def load_model(store: RunStore, forest_type: str, target: str, kind: str, member: int = 0) -> Regressor:
+    """The trained model of a type, target and kind (or its ensemble ``member``), checked, never unpickled.
 
     Raises:
         StoreError: If it was never trained in this store.
@@ -126,12 +139,13 @@ def load_model(store: RunStore, forest_type: str, target: str, kind: str) -> Reg
     """
     from gppscale.models import from_bytes
 
-    name = f"{forest_type}/{target}/{kind}"
+    name = member_name(f"{forest_type}/{target}/{kind}", member)
     record = read_record(store, name)
     if record is None or kind == TREES:
+        which = f"member {member} of the " if member else ""
         raise StoreError(
-            f"no trained {kind} model for {forest_type} {target} in {store.join(TRAIN_DIR)}; "
-            "run `gppscale train SPEC`"
+            f"no trained {which}{kind} model for {forest_type} {target} in {store.join(TRAIN_DIR)}; "
+            "run `gppscale train SPEC` (with the same models.ensemble)"
         )
     rel = _rel(name, "safetensors")
     if not store.exists(rel):
@@ -149,7 +163,7 @@ def select_models(records: Iterable[Mapping[str, Any]], select: str) -> dict[str
     """
     best: dict[tuple[str, str], tuple[float, str]] = {}
     for r in records:
-        if r["kind"] == TREES:
+        if r["kind"] == TREES or r.get("member", 0):
             continue
         key = (r["forest_type"], r["target"])
         rmse = _number(r["metrics"].get("rmse"))
@@ -187,6 +201,8 @@ def metrics_rows(
     """One flat row per record for the metrics table (see :data:`_COLUMNS`)."""
     rows = []
     for r in records:
+        if r.get("member", 0):  # ensemble members: their records hold their scores
+            continue
         m = r["metrics"]
         chosen = selection.get(r["forest_type"], {}).get(r["target"]) == r["kind"]
         rows.append(
@@ -285,16 +301,108 @@ def maps_selection(
     return {t: dict(selection[AGGREGATE]) for t in forest_types}
 
 
-def load_type_model(store: RunStore, mode: str, forest_type: str, target: str, kind: str) -> Any:  # noqa: ANN401
-    """A forest type's model of ``mode``: its own (paper) or the aggregate model seen with its class.
+INTERVALS = f"{TRAIN_DIR}/intervals.json"
+"""The held-out errors of the models making the maps, from which the maps' 90 % interval is built."""
+
+
+def write_intervals(
+    store: RunStore,
+    mode: str,
+    selection: Mapping[str, Mapping[str, str]],
+    members: int,
+    quarters: Sequence[str],
+) -> dict[str, Any]:
+    """The held-out relative errors of each maps model's ensemble mean, per quarter → ``intervals.json``.
+
+    For every model of ``selection`` (as given by :func:`maps_selection`) the test-cell predictions of
+    its ``members`` records are averaged and compared with the labels
+    (:mod:`gppscale.stages.uncertainty`): ``interval_error`` within 3 x 3 blocks of test cells after
+    block mass preservation (for mass-preserved maps), ``interval_error_uncorrected`` per cell (for maps
+    as predicted). A model whose records hold no test cells gets no entry.
+
+    Raises:
+        StoreError: If a member was never trained (rerun ``gppscale train SPEC``).
+    """
+    from gppscale.stages.uncertainty import cell_error, within_block_error
+
+    names = sorted(
+        {
+            record_name(mode, t, target, kind)
+            for t, kinds in selection.items()
+            for target, kind in kinds.items()
+        }
+    )
+    out: dict[str, Any] = {}
+    for name in names:
+        predictions = []
+        for member in range(members):
+            record = read_record(store, member_name(name, member))
+            if record is None:
+                raise StoreError(
+                    f"member {member} of {name} has no record in {store.join(TRAIN_DIR)}; rerun "
+                    "`gppscale train SPEC`"
+                )
+            held = record.get("held_out") or {}
+            predictions.append(np.array(held.get("prediction", []), np.float64))
+        labels = np.array(held.get("labels", []), np.float64)
+        if labels.ndim != 2 or labels.shape[0] == 0:
+            continue
+        mean = np.mean(predictions, axis=0)
+        blocks = np.array(held.get("blocks", []), np.int64)
+        within = within_block_error(mean, labels, blocks) if blocks.size == labels.shape[0] else []
+        out[name] = {
+            "members": members,
+            "interval_error": dict(zip(quarters, within, strict=False)),
+            "interval_error_uncorrected": dict(zip(quarters, cell_error(mean, labels), strict=True)),
+        }
+    store.write_json(INTERVALS, json_safe(out))
+    return out
+
+
+def interval_errors(
+    store: RunStore,
+    mode: str,
+    selection: Mapping[str, Mapping[str, str]],
+    quarters: Sequence[str],
+    *,
+    corrected: bool,
+) -> dict[str, npt.NDArray[np.float32]]:
+    """By target, the held-out relative error ``(T, 256)`` of each quarter and forest-type id.
+
+    From ``intervals.json`` (:func:`write_intervals`) for the models of ``selection``:
+    ``interval_error`` for mass-preserved maps (``corrected``), else ``interval_error_uncorrected``;
+    quarters without one take the model's largest (:func:`gppscale.stages.uncertainty.fill_errors`).
+    Types without an entry stay 0 (the interval is then the ensemble's spread alone).
+    """
+    from gppscale.stages.forest import FOREST_TYPE_IDS
+    from gppscale.stages.uncertainty import fill_errors
+
+    key = "interval_error" if corrected else "interval_error_uncorrected"
+    known = store.read_json(INTERVALS) if store.exists(INTERVALS) else {}
+    out: dict[str, npt.NDArray[np.float32]] = {}
+    for forest_type, kinds in selection.items():
+        for target, kind in kinds.items():
+            by_quarter = known.get(record_name(mode, forest_type, target, kind), {}).get(key) or {}
+            table = out.setdefault(target, np.zeros((len(quarters), 256), np.float32))
+            table[:, FOREST_TYPE_IDS[forest_type]] = fill_errors([by_quarter.get(q) for q in quarters])
+    return out
+
+
+def load_type_model(
+    store: RunStore, mode: str, forest_type: str, target: str, kind: str, member: int = 0
+) -> Any:  # noqa: ANN401
+    """A forest type's model of ``mode`` (or its ensemble ``member``): its own, or the aggregate one.
+
+    The aggregate model is seen with the type's class (:class:`~gppscale.models.aggregate.WithClass`).
 
     Raises:
         StoreError: If it was never trained in this store.
         CheckpointError: If the weights are missing, truncated, tampered with or do not match the record.
     """
     if mode != AGGREGATE:
-        return load_model(store, forest_type, target, kind)
+        return load_model(store, forest_type, target, kind, member)
     from gppscale.models.aggregate import WithClass
     from gppscale.stages.landclass import N_CLASSES, class_of_forest_type
 
-    return WithClass(load_model(store, AGGREGATE, target, kind), class_of_forest_type(forest_type), N_CLASSES)
+    model = load_model(store, AGGREGATE, target, kind, member)
+    return WithClass(model, class_of_forest_type(forest_type), N_CLASSES)

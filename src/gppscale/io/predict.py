@@ -41,6 +41,7 @@ from gppscale.stages.forest import FOREST_TYPE_FILL, FOREST_TYPE_IDS
 from gppscale.stages.predict import predict_block
 from gppscale.stages.quarters import Quarter
 from gppscale.stages.samples import labels_by_cell
+from gppscale.stages.uncertainty import interval
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -67,6 +68,8 @@ TARGETS = ("gpp", "npp")
 ACTIVE_MIN = 10.0
 """Least coarse value (gC m-2 quarter-1) for a cell-quarter to count in relative consistency errors."""
 UNITS = "gC m-2 quarter-1"
+Z90 = 1.6448536269514722
+"""The standard normal quantile of a two-sided 90 % interval (the ensemble spread's share of it)."""
 
 MODEL_CODES = {"none": 0, "dnn": 1, "cnn": 2, "bpnn": 3, "rnn": 4}
 """uint8 codes of ``model_gpp``/``model_npp``."""
@@ -75,7 +78,7 @@ Progress = Callable[[str], None]
 Selection = Mapping[str, Mapping[str, str]]
 F32 = npt.NDArray[np.float32]
 
-_CACHE: dict[str, dict[str, dict[int, Any]]] = {}
+_CACHE: dict[str, dict[str, list[dict[int, Any]]]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -85,25 +88,35 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _models(store_url: str, selection: Selection, mode: str, fingerprint: str) -> dict[str, dict[int, Any]]:
-    """The selected models by target and forest-type id, loaded once per process and fingerprint.
+def _models(
+    store_url: str, selection: Selection, mode: str, fingerprint: str, members: int
+) -> dict[str, list[dict[int, Any]]]:
+    """The selected models' ensemble members by target, member and forest-type id, loaded once per process.
 
-    ``fingerprint`` names the checkpoints' contents, so a long-lived worker loads retrained models anew.
+    ``fingerprint`` names the checkpoints' contents, so a long-lived worker loads retrained models anew;
+    only the latest run's models are kept.
     """
     from gppscale.io.models import load_type_model
 
-    key = json.dumps([store_url, selection, mode, fingerprint], sort_keys=True)
+    key = json.dumps([store_url, selection, mode, fingerprint, members], sort_keys=True)
     with _CACHE_LOCK:
         if key not in _CACHE:
             store = RunStore(store_url)
-            _CACHE[key] = {
-                target: {
-                    FOREST_TYPE_IDS[t]: load_type_model(store, mode, t, target, kinds[target]).to(_device())
-                    for t, kinds in selection.items()
-                    if target in kinds
-                }
+            loaded = {
+                target: [
+                    {
+                        FOREST_TYPE_IDS[t]: load_type_model(store, mode, t, target, kinds[target], m).to(
+                            _device()
+                        )
+                        for t, kinds in selection.items()
+                        if target in kinds
+                    }
+                    for m in range(members)
+                ]
                 for target in TARGETS
             }
+            _CACHE.clear()
+            _CACHE[key] = loaded
         return _CACHE[key]
 
 
@@ -125,21 +138,43 @@ def _predict_kernel(
     batch_px: int,
     mode: str,
     fingerprint: str,
+    members: int,
 ) -> xr.Dataset:
     layers = {name: block[name].values for name in predictors}
     types = np.asarray(block["forest_type"].values, np.uint8)
-    models = _models(store_url, selection, mode, fingerprint)
+    models = _models(store_url, selection, mode, fingerprint, members)
     out: dict[str, Any] = {"forest_type": (("y", "x"), types)}
     for target in TARGETS:
-        pred = predict_block(
-            layers, types, models[target], predictors, quarters, device=_device(), batch_size=batch_px
-        )
-        out[f"{target}_uncorrected"] = (("time", "y", "x"), pred)
+        preds = [
+            predict_block(layers, types, member, predictors, quarters, device=_device(), batch_size=batch_px)
+            for member in models[target]
+        ]
+        mean, std = ensemble_mean_std(preds)
+        out[f"{target}_uncorrected"] = (("time", "y", "x"), mean)
+        if std is not None:
+            out[f"{target}_std_uncorrected"] = (("time", "y", "x"), std)
         out[f"model_{target}"] = (("y", "x"), _model_codes(types, selection, target))
     return xr.Dataset(out, coords={k: block.coords[k] for k in ("time", "y", "x")})
 
 
-def _template(cube: xr.Dataset, chunks: dict[str, int]) -> xr.Dataset:
+def ensemble_mean_std(preds: Sequence[F32]) -> tuple[F32, F32 | None]:
+    """The members' mean and sample standard deviation (None for a single member), float32.
+
+    Example:
+        >>> mean, std = ensemble_mean_std([np.array([1.0, 2.0]), np.array([3.0, 2.0])])
+        >>> mean.tolist(), std.tolist()
+        ([2.0, 2.0], [1.4142135381698608, 0.0])
+        >>> ensemble_mean_std([np.array([1.0])])[1] is None
+        True
+    """
+    stacked = np.stack([np.asarray(p, np.float64) for p in preds])
+    mean = stacked.mean(axis=0).astype(np.float32)
+    if len(preds) < 2:
+        return mean, None
+    return mean, stacked.std(axis=0, ddof=1).astype(np.float32)
+
+
+def _template(cube: xr.Dataset, chunks: dict[str, int], members: int) -> xr.Dataset:
     import dask.array as da
 
     nt, ny, nx = cube.sizes["time"], cube.sizes["y"], cube.sizes["x"]
@@ -148,6 +183,8 @@ def _template(cube: xr.Dataset, chunks: dict[str, int]) -> xr.Dataset:
     data: dict[str, Any] = {"forest_type": (("y", "x"), static)}
     for target in TARGETS:
         data[f"{target}_uncorrected"] = (("time", "y", "x"), quarterly)
+        if members > 1:
+            data[f"{target}_std_uncorrected"] = (("time", "y", "x"), quarterly)
         data[f"model_{target}"] = (("y", "x"), static)
     return xr.Dataset(data, coords={k: cube.coords[k] for k in ("time", "y", "x")})
 
@@ -162,8 +199,12 @@ def raw_dataset(
     fingerprint: str,
     mode: str = "paper",
     batch_px: int = 65536,
+    members: int = 1,
 ) -> xr.Dataset:
     """The lazy uncorrected maps: one task per y/x chunk of the cube, all quarters at once.
+
+    With ``members`` > 1 each selected model is a deep ensemble: ``<target>_uncorrected`` is the
+    members' mean and ``<target>_std_uncorrected`` their standard deviation.
 
     ``fingerprint`` identifies the cube, selection and checkpoints; it is part of every task's key, so a
     scheduler never mistakes another run's blocks (or another model's) for these.
@@ -179,8 +220,10 @@ def raw_dataset(
         "batch_px": batch_px,
         "mode": mode,
         "fingerprint": fingerprint,
+        "members": members,
     }
-    return xr.map_blocks(_predict_kernel, source, kwargs=kwargs, template=_template(source, chunks))
+    template = _template(source, chunks, members)
+    return xr.map_blocks(_predict_kernel, source, kwargs=kwargs, template=template)
 
 
 # --- mass preservation ----------------------------------------------------------------------------------
@@ -329,8 +372,17 @@ def output_dataset(
     coarse: GeoBox,
     quarters: Sequence[Quarter],
     spatial_ref: xr.DataArray,
+    *,
+    errors: Mapping[str, F32] | None = None,
 ) -> xr.Dataset:
-    """The final lazy dataset: corrected and uncorrected maps, types, model codes, CF metadata."""
+    """The final lazy dataset: corrected and uncorrected maps, types, model codes, CF metadata.
+
+    With an ensemble (``<target>_std_uncorrected`` in ``raw``) it adds ``<target>_std``, the members'
+    standard deviation scaled by the same mass-preservation factor as the mean (each member is scaled
+    alike), and the 90 % interval ``<target>_lower``/``<target>_upper``
+    (:func:`gppscale.stages.uncertainty.interval`) from it and ``errors[target]``, the relative
+    held-out error ``(T, 256)`` of each quarter and forest-type id (0 where missing).
+    """
     out = xr.Dataset(
         attrs={
             "title": "gppscale 30 m quarterly GPP and NPP",
@@ -352,6 +404,12 @@ def output_dataset(
         out[f"{target}_uncorrected"] = raw_var.assign_attrs(
             long_name=f"{long} primary production, 30 m, as predicted", **base
         )
+        if f"{target}_std_uncorrected" in raw:
+            std = raw[f"{target}_std_uncorrected"]
+            if factors is not None:
+                std = _scaled(std, factors[target], fine, coarse)
+            table = (errors or {}).get(target, np.zeros((len(quarters), 256), np.float32))
+            out.update(_interval(out[target], std, raw["forest_type"], table, target))
         codes = " ".join(MODEL_CODES)
         out[f"model_{target}"] = raw[f"model_{target}"].assign_attrs(
             long_name=f"model used for {target}",
@@ -369,6 +427,47 @@ def output_dataset(
     out = out.assign_coords(time_bnds=(("time", "nv"), _time_bounds(quarters)), spatial_ref=spatial_ref)
     out["time"].attrs.update(bounds="time_bnds", long_name="first day of the quarter")
     return out
+
+
+def _interval_block(
+    block: xr.Dataset, *, errors: F32, times: npt.NDArray[np.datetime64], z: float
+) -> xr.Dataset:
+    rows = errors[np.searchsorted(times, block.time.values)]  # the block's quarters (chunks may hold one)
+    per_pixel = rows[:, np.asarray(block["forest_type"].values, np.intp)]
+    lower, upper = interval(block["mean"].values, block["std"].values, per_pixel, z=z)
+    dims = block["mean"].dims
+    return xr.Dataset(
+        {"lower": (dims, lower.astype(np.float32)), "upper": (dims, upper.astype(np.float32))},
+        coords=block["mean"].coords,
+    )
+
+
+def _interval(
+    mean: xr.DataArray, std: xr.DataArray, forest_type: xr.DataArray, errors: F32, target: str
+) -> dict[str, xr.DataArray]:
+    """``<target>_std`` and the 90 % interval ``<target>_lower``/``_upper`` (lazy, one task per chunk)."""
+    long = "gross" if target == "gpp" else "net"
+    base = {"units": UNITS, "grid_mapping": "spatial_ref", "cell_methods": "time: sum"}
+    parts = xr.Dataset({"mean": mean, "std": std, "forest_type": forest_type})
+    template = xr.Dataset({"lower": mean, "upper": mean})
+    kwargs = {"errors": np.asarray(errors, np.float32), "times": mean.time.values, "z": Z90}
+    bounds = xr.map_blocks(_interval_block, parts, kwargs=kwargs, template=template)
+    how = "mean -/+ sqrt((1.645 std)^2 + (e value)^2), e: the held-out relative error (interval_error)"
+    return {
+        f"{target}_std": std.assign_attrs(
+            long_name=f"standard deviation of the ensemble's {long} primary production, 30 m", **base
+        ),
+        f"{target}_lower": bounds["lower"].assign_attrs(
+            long_name=f"lower end of the 90 % interval of {long} primary production, 30 m",
+            comment=how,
+            **base,
+        ),
+        f"{target}_upper": bounds["upper"].assign_attrs(
+            long_name=f"upper end of the 90 % interval of {long} primary production, 30 m",
+            comment=how,
+            **base,
+        ),
+    }
 
 
 def output_fingerprint(raw_fingerprint: str, factors: Mapping[str, F32] | None) -> str:

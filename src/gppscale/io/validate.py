@@ -13,7 +13,12 @@ Every comparison is scored per forest type and quarter (spatial skill within a q
   against the reference 30 m product, loaded onto the run's grid;
 * **plots** (``validation.plots``): annual NPP of each plot against the 3 x 3-pixel mean of the summed
   quarterly 30 m NPP around it;
-* **consistency**: the re-aggregated 30 m output against the coarse input, per type (``predict.json``).
+* **modes**: both training modes side by side against the truth, with each model's consistency with
+  the coarse values on the held-out cells (``held_out_coarse_rmse``);
+* **consistency**: the re-aggregated 30 m output against the coarse input, per type (``predict.json``);
+* **coverage** (maps of a deep ensemble, ``models.ensemble`` > 1): how often the truth or reference
+  (``coverage_<name>``), tower GPP and plot NPP (``in_interval``, ``interval_coverage``) fall inside
+  the maps' 90 % interval; for plots the interval's ends are summed over the year.
 
 The tables go to ``validation/*.csv`` and ``validation/metrics.json``.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +52,7 @@ from gppscale.stages.quarters import Quarter
 from gppscale.stages.samples import labels_by_cell
 from gppscale.stages.validate import (
     ALL_TYPES,
+    interval_coverage,
     point_pixel,
     sample_pixels,
     scores_by_type_quarter,
@@ -58,7 +64,9 @@ __all__ = [
     "PixelSample",
     "Validation",
     "consistency_table",
+    "coverage_table",
     "model_predictions",
+    "modes_table",
     "pixel_sample",
     "plot_scores",
     "reference_maps",
@@ -98,11 +106,14 @@ class PixelSample:
         types: Their forest-type ids ``(n,)``.
         sources: By target, by source (``downscaled``, ``uncorrected``, each model kind, ``trees``,
             ``coarse``): ``(T, n)`` float32.
+        intervals: By target, the maps' interval ``(lower, upper)`` there, each ``(T, n)`` (ensembles).
     """
 
     index: npt.NDArray[np.intp]
     types: npt.NDArray[np.uint8]
     sources: dict[str, dict[str, F32]]
+    intervals: dict[str, tuple[F32, F32]] = field(default_factory=dict)
+    """By target, the maps' interval ``(lower, upper)`` at the pixels, each ``(T, n)`` (ensembles only)."""
 
     def of(self, maps: F32) -> F32:
         """``(T, y, x)`` maps at the sampled pixels, ``(T, n)``."""
@@ -189,7 +200,19 @@ def pixel_sample(
             **models[target],
             "coarse": maps["coarse"],
         }
+        if f"{target}_lower" in out:
+            sample.intervals[target] = (
+                sample.of(np.asarray(out[f"{target}_lower"].values)),
+                sample.of(np.asarray(out[f"{target}_upper"].values)),
+            )
     return sample
+
+
+def _row_type_ids(modelled: Sequence[str]) -> dict[str, int | list[int]]:
+    """Row label → forest-type id(s): each modelled type, and all of them together (``all``)."""
+    ids: dict[str, int | list[int]] = {t: FOREST_TYPE_IDS[t] for t in modelled}
+    ids[ALL_TYPES] = [FOREST_TYPE_IDS[t] for t in modelled]
+    return ids
 
 
 def validate_maps(
@@ -205,8 +228,7 @@ def validate_maps(
     Rows per forest type and over all modelled types together (``forest_type`` ``"all"``), per quarter
     and pooled over quarters.
     """
-    ids: dict[str, int | list[int]] = {t: FOREST_TYPE_IDS[t] for t in modelled}
-    ids[ALL_TYPES] = [FOREST_TYPE_IDS[t] for t in modelled]
+    ids = _row_type_ids(modelled)
     frames = []
     for target, obs in observed.items():
         at = sample.of(obs)
@@ -218,6 +240,27 @@ def validate_maps(
     columns = ["target", "source", "forest_type", "quarter"]
     result = pd.concat(frames, ignore_index=True)
     return result[columns + [c for c in result.columns if c not in columns]]
+
+
+def coverage_table(
+    sample: PixelSample, observed: Mapping[str, F32], plan: RunPlan, modelled: Sequence[str]
+) -> pd.DataFrame:
+    """How often ``observed`` (by target, ``(T, y, x)``) is inside the maps' interval, per type and quarter.
+
+    Empty when the maps have no interval (a single model, ``models.ensemble`` 1).
+    """
+    ids = _row_type_ids(modelled)
+    frames = [
+        interval_coverage(*sample.intervals[target], sample.of(obs), sample.types, plan.quarters, ids).assign(
+            target=target
+        )
+        for target, obs in observed.items()
+        if target in sample.intervals
+    ]
+    if not frames:
+        return pd.DataFrame()
+    result = pd.concat(frames, ignore_index=True)
+    return result[["target", *(c for c in result.columns if c != "target")]]
 
 
 def truth_maps(path: str | Path, out: xr.Dataset) -> dict[str, F32]:
@@ -287,21 +330,99 @@ def plot_scores(plots_path: str | Path, out: xr.Dataset, plan: RunPlan, *, n_boo
         if in_year.sum() < 4:
             continue  # the run does not cover the plot's whole year
         row, col = point_pixel(plan.geobox, lon, lat)
-        annual = np.asarray(out["npp"].values[in_year]).sum(axis=0)  # NaN off forest stays NaN
+        # Annual sums (NaN off forest stays NaN); the interval's ends are summed too, as if the members'
+        # errors were fully correlated across quarters (the widest, most cautious reading).
+        annual = {
+            name: float(window_mean(np.asarray(out[var].values[in_year]).sum(axis=0), row, col))
+            for name, var in _interval_vars(out, "npp").items()
+        }
         rows.append(
             {
                 "plot_id": pid,
                 "forest_type": props.get("forest_type"),
                 "year": int(props["year"]),
                 "observed": float(props["npp_gc_m2_yr"]),
-                "downscaled": float(window_mean(annual, row, col)),
+                **annual,
             }
         )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     summary = bootstrap_scores(table.downscaled.to_numpy(), table.observed.to_numpy(), n_boot=n_boot)
-    return pd.concat([table, pd.DataFrame([{"plot_id": "all", **summary}])], ignore_index=True)
+    return pd.concat(
+        [_with_coverage(table), pd.DataFrame([{"plot_id": "all", **summary, **_coverage_of(table)}])],
+        ignore_index=True,
+    )
+
+
+def _interval_vars(out: xr.Dataset, target: str) -> dict[str, str]:
+    """Columns of a point table → the output variables they come from: the map and its interval if any."""
+    columns = {"downscaled": target}
+    if f"{target}_lower" in out:
+        columns.update(lower=f"{target}_lower", upper=f"{target}_upper")
+    return columns
+
+
+def _with_coverage(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``in_interval`` (observed within ``[lower, upper]``) when it has an interval."""
+    if "lower" not in table:
+        return table
+    return table.assign(in_interval=(table.observed >= table.lower) & (table.observed <= table.upper))
+
+
+def _coverage_of(table: pd.DataFrame) -> dict[str, Any]:
+    """``{"interval_coverage": share}`` of the rows with an interval and an observation; {} without one."""
+    if "lower" not in table:
+        return {}
+    ok = table[["observed", "lower", "upper"]].notna().all(axis=1)
+    inside = (table.observed >= table.lower) & (table.observed <= table.upper)
+    return {"interval_coverage": float(inside[ok].mean()) if ok.any() else float("nan")}
+
+
+def modes_table(truth: pd.DataFrame, store: RunStore) -> pd.DataFrame:
+    """Both training modes side by side, per target and quarter, over all modelled types.
+
+    One row per source of the truth table (``forest_type`` ``all``): the maps, each model kind of each
+    mode as predicted, the tree baseline and the coarse value, with their within-quarter R², RMSE and MD
+    against the truth, and ``held_out_coarse_rmse``: how far the model's own cell means are from the
+    coarse values on the held-out test cells (its consistency before any mass preservation; for the
+    paper's per-type models pooled over types, ``sqrt(sum n rmse^2 / sum n)``). The maps' consistency
+    after mass preservation is the ``consistency`` table.
+    """
+    from gppscale.io.models import TRAIN_DIR
+    from gppscale.stages.validate import POOLED
+    from gppscale.train import AGGREGATE
+
+    rel = f"{TRAIN_DIR}/metrics.json"
+    by_name = store.read_json(rel).get("by_quarter", {}) if store.exists(rel) else {}
+    rows = truth[(truth.forest_type == ALL_TYPES) & (truth.quarter != POOLED)]
+    out = []
+    for r in rows.itertuples(index=False):
+        source, target, quarter = str(r.source), str(r.target), str(r.quarter)
+        if source.startswith(f"{AGGREGATE}-"):
+            mode, names = AGGREGATE, [f"{AGGREGATE}/{target}/{source.removeprefix(f'{AGGREGATE}-')}"]
+        elif source in ("downscaled", "uncorrected", "coarse"):
+            mode, names = "maps" if source != "coarse" else "baseline", []
+        else:
+            mode = "baseline" if source == "trees" else "paper"
+            names = [n for n in by_name if n.split("/")[1:] == [target, source]]
+        held = [by_name[n].get(quarter, {}) for n in names]
+        held = [h for h in held if h.get("n") and h.get("rmse") is not None]
+        n = sum(h["n"] for h in held)
+        rmse = float(np.sqrt(sum(h["n"] * h["rmse"] ** 2 for h in held) / n)) if n else None
+        out.append(
+            {
+                "target": target,
+                "quarter": quarter,
+                "source": source,
+                "mode": mode,
+                "r2": r.r2,
+                "rmse": r.rmse,
+                "md": r.md,
+                "held_out_coarse_rmse": rmse,
+            }
+        )
+    return pd.DataFrame(out)
 
 
 def consistency_table(store: RunStore) -> pd.DataFrame:
@@ -369,6 +490,9 @@ def validation_tables(
         for name, maps in observed.items():
             say(f"validate: against the {name}")
             tables[name] = validate_maps(sample, maps, plan, modelled, n_boot=n_boot)
+            tables[f"coverage_{name}"] = coverage_table(sample, maps, plan, modelled)
+        if "truth" in tables:
+            tables["modes"] = modes_table(tables["truth"], store)
     if spec.validation.plots:
         say("validate: against the field plots")
         tables["plots"] = plot_scores(spec.validation.plots, out, plan, n_boot=n_boot)
@@ -394,7 +518,9 @@ def tower_scores(
         flux = partition_nee(read_fluxnet(site.csv), site.lat, site.lon, site.utc_offset_h)
         quarterly = tower_quarterly(flux, plan.quarters)
         row, col = point_pixel(plan.geobox, site.lon, site.lat)
-        model = window_mean(out["gpp"].values, row, col)
+        model = {
+            name: window_mean(out[var].values, row, col) for name, var in _interval_vars(out, "gpp").items()
+        }
         records = quarterly.to_dict(orient="index")
         for i, q in enumerate(plan.quarters):
             record = records[q.label]
@@ -404,7 +530,7 @@ def tower_scores(
                     "forest_type": site.forest_type,
                     "quarter": q.label,
                     "observed": float(record["gpp_gc_m2"]),
-                    "downscaled": float(model[i]),
+                    **{name: float(values[i]) for name, values in model.items()},
                     "coverage": float(record["coverage"]),
                     "dropped": bool(record["dropped"]),
                     "reason": str(record["reason"] or ""),
@@ -414,11 +540,13 @@ def tower_scores(
     if table.empty:
         return table
     kept = table[~table.dropped]
-    summary = bootstrap_scores(kept.downscaled.to_numpy(), kept.observed.to_numpy(), n_boot=n_boot)
-    return pd.concat(
-        [table, pd.DataFrame([{"site": "all", "quarter": "all (pooled: seasonal cycle)", **summary}])],
-        ignore_index=True,
-    )
+    summary = {
+        "site": "all",
+        "quarter": "all (pooled: seasonal cycle)",
+        **bootstrap_scores(kept.downscaled.to_numpy(), kept.observed.to_numpy(), n_boot=n_boot),
+        **_coverage_of(kept),
+    }
+    return pd.concat([_with_coverage(table), pd.DataFrame([summary])], ignore_index=True)
 
 
 def _growing_quarter(plan: RunPlan) -> int:
@@ -513,11 +641,27 @@ def _summary(spec: RunSpec, tables: Mapping[str, pd.DataFrame]) -> str:
             quarters = ", ".join(f"{q} {r2:.3f}" for q, r2 in zip(rows.quarter, rows.r2, strict=True))
             lines.append(f"- {source}: {quarters}")
         lines.append("")
+    for name in ("truth", "reference"):
+        cov = tables.get(f"coverage_{name}")
+        if cov is None or cov.empty:
+            continue
+        rows = cov[(cov.forest_type == ALL_TYPES) & cov.quarter.str.endswith(("Q2", "Q3"))]
+        for target, of_target in rows.groupby("target", sort=False):
+            shares = ", ".join(
+                f"{q} {c:.1%}" for q, c in zip(of_target.quarter, of_target.coverage, strict=True)
+            )
+            lines.append(
+                f"- {str(target).upper()} {name} inside the maps' 90 % interval, all types: {shares}"
+            )
+        lines.append("")
     for name in ("plots", "towers"):
         t = tables.get(name)
         if t is not None and not t.empty and "r2" in t:
             s = t.iloc[-1]
-            lines.append(f"{name}: R² {s.r2:.3f}, RMSE {s.rmse:.1f}, MD {s.md:.1f}, N {int(s.n)}.")
+            inside = (
+                f", inside the 90 % interval {s.interval_coverage:.1%}" if "interval_coverage" in t else ""
+            )
+            lines.append(f"{name}: R² {s.r2:.3f}, RMSE {s.rmse:.1f}, MD {s.md:.1f}, N {int(s.n)}{inside}.")
     return "\n".join(lines) + "\n"
 
 

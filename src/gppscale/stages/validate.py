@@ -24,7 +24,15 @@ from gppscale.errors import SpecError
 from gppscale.stages.metrics import bootstrap_scores
 from gppscale.stages.quarters import Quarter
 
-__all__ = ["ALL_TYPES", "POOLED", "point_pixel", "sample_pixels", "scores_by_type_quarter", "window_mean"]
+__all__ = [
+    "ALL_TYPES",
+    "POOLED",
+    "interval_coverage",
+    "point_pixel",
+    "sample_pixels",
+    "scores_by_type_quarter",
+    "window_mean",
+]
 
 POOLED = "all (pooled: seasonal cycle)"
 """The ``quarter`` label of rows pooled over quarters."""
@@ -160,3 +168,55 @@ def sample_pixels(
             where = rng.choice(where, max_per_type, replace=False)
         picked.append(where)
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.intp)
+
+
+def interval_coverage(
+    lower: npt.ArrayLike,
+    upper: npt.ArrayLike,
+    observation: npt.ArrayLike,
+    types: npt.ArrayLike,
+    quarters: Sequence[Quarter],
+    type_ids: Mapping[str, int | Collection[int]],
+) -> pd.DataFrame:
+    """Share of observations inside ``[lower, upper]`` per forest type and quarter, and pooled per type.
+
+    Pixels where any of the three is NaN are left out. Shapes as in :func:`scores_by_type_quarter`.
+
+    Returns:
+        Columns ``forest_type``, ``quarter``, ``coverage`` (0-1), ``mean_width`` (of the interval, in
+        the observation's units), ``n``; coverage NaN where ``n`` is 0.
+
+    Example:
+        >>> lo, hi = np.array([[0.0, 0.0, 5.0, 0.0]]), np.array([[2.0, 2.0, 6.0, 4.0]])
+        >>> obs, types = np.array([[1.0, 3.0, 5.5, np.nan]]), np.array([1, 1, 2, 2])
+        >>> t = interval_coverage(lo, hi, obs, types, [Quarter(2021, 2)], {"ENF": 1, "all": [1, 2]})
+        >>> t[["forest_type", "quarter", "coverage", "mean_width", "n"]].round(3).values.tolist()[::2]
+        [['ENF', '2021Q2', 0.5, 2.0, 2], ['all', '2021Q2', 0.667, 1.667, 3]]
+    """
+    lo, hi, o, t = (np.asarray(a, np.float64) for a in (lower, upper, observation, types))
+    if not (lo.shape == hi.shape == o.shape) or o.shape[1:] != t.shape or o.shape[0] != len(quarters):
+        raise SpecError(
+            f"interval_coverage: shapes {lo.shape}, {hi.shape}, {o.shape} and types {t.shape} do not fit "
+            f"{len(quarters)} quarters"
+        )
+    ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(o)
+    inside = ok & (o >= lo) & (o <= hi)
+    width = np.where(ok, hi - lo, 0.0)
+    rows = []
+    for name, type_id in type_ids.items():
+        mask = np.isin(t, [type_id] if isinstance(type_id, int | np.integer) else list(type_id))
+        if not mask.any():
+            continue
+        picks = [*((q.label, [i]) for i, q in enumerate(quarters)), (POOLED, list(range(len(quarters))))]
+        for label, pick in picks:
+            n = int(ok[pick][:, mask].sum())
+            rows.append(
+                {
+                    "forest_type": name,
+                    "quarter": label,
+                    "coverage": float(inside[pick][:, mask].sum() / n) if n else float("nan"),
+                    "mean_width": float(width[pick][:, mask].sum() / n) if n else float("nan"),
+                    "n": n,
+                }
+            )
+    return pd.DataFrame(rows)
