@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 __all__ = ["compute", "local_cluster"]
 
 
+WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "134217728", "MALLOC_MMAP_THRESHOLD_": "67108864"}
+"""glibc settings of every worker process (local clusters, Kubernetes pods, the Helm chart).
+
+distributed starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` to hand freed memory back early. Setting
+it fixes glibc's mmap threshold at 128 KiB, so every larger array is a fresh ``mmap``: training a
+network on bags of pixels then spends most of its time in page faults (measured 2.8x slower on 2
+cores). Trimming above 128 MiB with arrays up to 64 MiB from the heap is as fast as glibc's defaults and
+still returns memory.
+"""
+
+
 def local_cluster(
     workers: int,
     threads_per_worker: int,
@@ -39,18 +50,21 @@ def local_cluster(
     """A ``distributed.LocalCluster`` without a dashboard, its scheduler's HTTP server on a free port.
 
     The scheduler's HTTP server (metrics) binds a free loopback port: left alone it takes 8787 and, when
-    another cluster holds that, warns and moves.
+    another cluster holds that, warns and moves. Worker processes start with :data:`WORKER_MALLOC`.
     """
+    import dask
     from distributed import LocalCluster
 
-    return LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=workers,
-        threads_per_worker=threads_per_worker,
-        memory_limit=memory_limit,
-        processes=processes,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    )
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_MALLOC}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=threads_per_worker,
+            memory_limit=memory_limit,
+            processes=processes,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        )
 
 
 Progress = Callable[[str], None]

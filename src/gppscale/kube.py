@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from gppscale import __version__
+from gppscale.compute import WORKER_MALLOC
 from gppscale.config import RunSpec
 from gppscale.errors import GppscaleError, MissingDependencyError
 
@@ -67,7 +68,12 @@ _SECURITY = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 _SCRATCH = {"name": "scratch", "emptyDir": {}}
-_ENV = {"DASK_TEMPORARY_DIRECTORY": "/scratch", "HOME": "/scratch", "MPLCONFIGDIR": "/scratch"}
+_ENV = {
+    "DASK_TEMPORARY_DIRECTORY": "/scratch",
+    "HOME": "/scratch",
+    "MPLCONFIGDIR": "/scratch",
+    **WORKER_MALLOC,  # the nanny takes these over distributed's defaults (see gppscale.compute)
+}
 
 
 def cluster_name(spec: RunSpec) -> str:

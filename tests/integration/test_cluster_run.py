@@ -34,7 +34,12 @@ def _spec(base: RunSpec, store: Path, address: str) -> RunSpec:
     raw = base.model_dump(mode="json", by_alias=True, exclude_none=True)
     raw["output"]["store"] = str(store)
     raw["cluster"] = {"mode": "address", "address": address}
-    raw["models"] = {"kinds": ["dnn", "rnn"], "baselines": [], "hyper": {"*": {"epochs": 15, "patience": 5}}}
+    raw["models"] = {
+        "kinds": ["dnn", "rnn"],
+        "baselines": [],
+        "ensemble": 2,
+        "hyper": {"*": {"epochs": 15, "patience": 5}},
+    }
     return parse_spec(raw)
 
 
