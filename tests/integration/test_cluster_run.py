@@ -75,7 +75,8 @@ def test_the_whole_run_on_a_loopback_cluster_trains_on_the_gpu_worker(
 ) -> None:
     spec, result, gpu = undisturbed
     train = result.results["train"]
-    assert train.trained == len(train.rows) > 0
+    members = 2 * len(train.selection) * (spec.models.ensemble - 1)  # per type and target
+    assert train.trained == len(train.rows) + members and train.reused == 0 and train.rows
     assert {row["worker"] for row in train.rows} == {gpu}, train.rows
     assert result.stac and result.manifest
     assert len(_checksums(Path(spec.output.store), OUTPUT_REL)) == 6
