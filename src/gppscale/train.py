@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import math
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -387,33 +386,34 @@ def _deep_outcome(
 
 
 _BAGS: dict[tuple[str, str, str], Any] = {}
-_BAGS_LOCK = threading.Lock()
 
 
 def _bags_of(task: AggregateTask) -> Any:  # noqa: ANN401 - gppscale.io.bags.CellBags
     """The task's bags, read from the store once per process and samples fingerprint.
 
-    A lock makes tasks on a worker's other threads wait for the one reading instead of reading again.
+    No lock: reading the cube inside a task runs dask tasks on the cluster, and a second task waiting
+    on a lock in the same worker can hold the thread those need (a demo run hung that way). Two tasks
+    of one worker may therefore both read the same bags.
     """
     from gppscale.io.bags import read_bags
     from gppscale.io.samples import read_samples
     from gppscale.io.store import RunStore
 
     key = (task.store_url, task.target, task.samples_sha256)
-    with _BAGS_LOCK:
-        if key not in _BAGS:
-            _BAGS.clear()  # one run's bags at a time per process
-            store = RunStore(task.store_url)
-            _BAGS[key] = read_bags(
-                store,
-                task.fine,
-                task.coarse,
-                read_samples(store),
-                task.predictors,
-                task.quarter_list,
-                task.target,
-            )
-        return _BAGS[key]
+    if key not in _BAGS:
+        store = RunStore(task.store_url)
+        bags = read_bags(
+            store,
+            task.fine,
+            task.coarse,
+            read_samples(store),
+            task.predictors,
+            task.quarter_list,
+            task.target,
+        )
+        _BAGS.clear()  # one run's bags at a time per process
+        _BAGS[key] = bags
+    return _BAGS[key]
 
 
 def aggregate_batch_cells(batch_size: int) -> int:
