@@ -325,35 +325,34 @@ def run_train(spec: RunSpec, *, client: Client | None = None, progress: Progress
     trained = run_missing(tasks, "tasks")
     records = [r for r in (read_record(store, t.name) for t in tasks) if r is not None]
     rows, selection = write_summary(store, records, spec.models.select)
-    members = _member_tasks(spec, tasks, selection)
-    if members:
-        trained += run_missing(members, f"ensemble members ({spec.models.ensemble} per selected model)")
     mode = spec.models.modes[0]
     maps = maps_selection(selection, mode, spec.forest_types.modelled)
-    labels = [q.label for q in plan.quarters]
-    write_intervals(store, mode, maps, spec.models.ensemble, labels)
+    members = _member_tasks(tasks, mode, maps, spec.models.ensemble)
+    if members:
+        trained += run_missing(members, f"ensemble members ({spec.models.ensemble} per selected model)")
+    write_intervals(store, mode, maps, spec.models.ensemble, [q.label for q in plan.quarters])
     done = len(tasks) + len(members) - trained
     return TrainResult(store.join(TRAIN_DIR), rows, selection, trained, done)
 
 
 def _member_tasks(
-    spec: RunSpec, tasks: Sequence[TrainTask | AggregateTask], selection: Mapping[str, Mapping[str, str]]
+    tasks: Sequence[TrainTask | AggregateTask],
+    mode: str,
+    maps: Mapping[str, Mapping[str, str]],
+    ensemble: int,
 ) -> list[TrainTask | AggregateTask]:
-    """Members 1 ... ``models.ensemble - 1`` of each model that makes the maps (the first mode's choice)."""
-    from gppscale.io.models import maps_selection, task_fingerprint
+    """Members 1 ... ``ensemble - 1`` of each model that makes the maps (``maps``: ``maps_selection``)."""
+    from gppscale.io.models import record_name, task_fingerprint
     from gppscale.train import as_member
 
-    mode = spec.models.modes[0]
     wanted = {
-        (forest_type if mode == "paper" else "aggregate", target, kind)
-        for forest_type, kinds in maps_selection(selection, mode, spec.forest_types.modelled).items()
-        for target, kind in kinds.items()
+        record_name(mode, t, target, kind) for t, kinds in maps.items() for target, kind in kinds.items()
     }
     members: list[TrainTask | AggregateTask] = []
     for task in tasks:
-        if (task.forest_type, task.target, task.kind) not in wanted:
+        if task.name not in wanted:
             continue
-        for k in range(1, spec.models.ensemble):
+        for k in range(1, ensemble):
             seed = task.hyper.seed + k
             fp = task_fingerprint(task.fingerprint, f"member{k}", {"seed": seed}, task.features)
             members.append(as_member(task, k, fp))

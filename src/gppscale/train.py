@@ -391,10 +391,13 @@ _BAGS: dict[tuple[str, str, str], Any] = {}
 def _bags_of(task: AggregateTask) -> Any:  # noqa: ANN401 - gppscale.io.bags.CellBags
     """The task's bags, read from the store once per process and samples fingerprint.
 
-    No lock: reading the cube inside a task runs dask tasks on the cluster, and a second task waiting
-    on a lock in the same worker can hold the thread those need (a demo run hung that way). Two tasks
-    of one worker may therefore both read the same bags.
+    The cube is read with dask's synchronous scheduler in this thread: left to the cluster, a task
+    reading bags waited for the other workers' long training tasks to free a thread, so ensemble
+    members trained one after another. No lock (a demo run hung on one): two tasks of one worker may
+    both read the same bags.
     """
+    import dask
+
     from gppscale.io.bags import read_bags
     from gppscale.io.samples import read_samples
     from gppscale.io.store import RunStore
@@ -402,15 +405,16 @@ def _bags_of(task: AggregateTask) -> Any:  # noqa: ANN401 - gppscale.io.bags.Cel
     key = (task.store_url, task.target, task.samples_sha256)
     if key not in _BAGS:
         store = RunStore(task.store_url)
-        bags = read_bags(
-            store,
-            task.fine,
-            task.coarse,
-            read_samples(store),
-            task.predictors,
-            task.quarter_list,
-            task.target,
-        )
+        with dask.config.set(scheduler="synchronous"):
+            bags = read_bags(
+                store,
+                task.fine,
+                task.coarse,
+                read_samples(store),
+                task.predictors,
+                task.quarter_list,
+                task.target,
+            )
         _BAGS.clear()  # one run's bags at a time per process
         _BAGS[key] = bags
     return _BAGS[key]

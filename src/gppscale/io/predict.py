@@ -41,7 +41,7 @@ from gppscale.stages.forest import FOREST_TYPE_FILL, FOREST_TYPE_IDS
 from gppscale.stages.predict import predict_block
 from gppscale.stages.quarters import Quarter
 from gppscale.stages.samples import labels_by_cell
-from gppscale.stages.uncertainty import interval
+from gppscale.stages.uncertainty import Z90, interval
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -53,6 +53,7 @@ __all__ = [
     "TARGETS",
     "apply_factors",
     "consistency",
+    "ensemble_mean_std",
     "mass_factors",
     "output_dataset",
     "raw_dataset",
@@ -68,8 +69,6 @@ TARGETS = ("gpp", "npp")
 ACTIVE_MIN = 10.0
 """Least coarse value (gC m-2 quarter-1) for a cell-quarter to count in relative consistency errors."""
 UNITS = "gC m-2 quarter-1"
-Z90 = 1.6448536269514722
-"""The standard normal quantile of a two-sided 90 % interval (the ensemble spread's share of it)."""
 
 MODEL_CODES = {"none": 0, "dnn": 1, "cnn": 2, "bpnn": 3, "rnn": 4}
 """uint8 codes of ``model_gpp``/``model_npp``."""
@@ -452,7 +451,7 @@ def _interval(
     template = xr.Dataset({"lower": mean, "upper": mean})
     kwargs = {"errors": np.asarray(errors, np.float32), "times": mean.time.values, "z": Z90}
     bounds = xr.map_blocks(_interval_block, parts, kwargs=kwargs, template=template)
-    how = "mean -/+ sqrt((1.645 std)^2 + (e value)^2), e: the held-out relative error (interval_error)"
+    how = f"mean -/+ sqrt(({Z90:.3f} std)^2 + (e mean)^2), e: the held-out relative error (intervals.json)"
     return {
         f"{target}_std": std.assign_attrs(
             long_name=f"standard deviation of the ensemble's {long} primary production, 30 m", **base

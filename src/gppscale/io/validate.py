@@ -375,7 +375,7 @@ def _coverage_of(table: pd.DataFrame) -> dict[str, Any]:
     if "lower" not in table:
         return {}
     ok = table[["observed", "lower", "upper"]].notna().all(axis=1)
-    inside = (table.observed >= table.lower) & (table.observed <= table.upper)
+    inside = _with_coverage(table).in_interval
     return {"interval_coverage": float(inside[ok].mean()) if ok.any() else float("nan")}
 
 
@@ -405,7 +405,11 @@ def modes_table(truth: pd.DataFrame, store: RunStore) -> pd.DataFrame:
             mode, names = "maps" if source != "coarse" else "baseline", []
         else:
             mode = "baseline" if source == "trees" else "paper"
-            names = [n for n in by_name if n.split("/")[1:] == [target, source]]
+            names = [
+                n
+                for n in by_name
+                if n.split("/")[1:] == [target, source] and not n.startswith(f"{AGGREGATE}/")
+            ]
         held = [by_name[n].get(quarter, {}) for n in names]
         held = [h for h in held if h.get("n") and h.get("rmse") is not None]
         n = sum(h["n"] for h in held)

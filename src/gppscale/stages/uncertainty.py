@@ -45,6 +45,7 @@ from gppscale.errors import SpecError
 __all__ = [
     "BLOCK_CELLS",
     "QUANTILE",
+    "Z90",
     "block_ids",
     "cell_error",
     "fill_errors",
@@ -54,6 +55,9 @@ __all__ = [
 
 QUANTILE = 0.9
 """The interval's coverage, and the quantile of the held-out relative errors."""
+
+Z90 = 1.6448536269514722
+"""The standard normal quantile of a two-sided 90 % interval: the ensemble spread's share of it."""
 
 BLOCK_CELLS = 3
 """Side, in coarse cells, of the blocks whose within-block error stands in for the within-cell error."""
